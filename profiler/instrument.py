@@ -1,0 +1,172 @@
+"""Hooks that stamp marks: forward pre-hooks, tensor hooks for backward (DESIGN.md §3).
+
+``Instrumenter`` is the one engine behind both the step runner and the
+context manager around a user's own loop. Hooks are built by small factories
+and removed in ``finally`` by whoever installs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.autograd import Variable
+
+from .clock import Clock
+from .marks import END, OTHER, Label, StepSample, attribute
+from .units import Unit
+
+
+class MarkListener(Protocol):
+    """Sees every mark on the thread that stamps it (NVTX ranges, memory readings...)."""
+
+    def on_mark(self, label: Label) -> None: ...
+
+
+def first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            found = first_tensor(item)
+            if found is not None:
+                return found
+    if isinstance(value, dict):
+        return first_tensor(list(value.values()))
+    return None
+
+
+class Instrumenter:
+    def __init__(
+        self,
+        model: nn.Module,
+        units: Sequence[Unit],
+        clock: Clock,
+        listeners: Sequence[MarkListener] = (),
+    ) -> None:
+        self.model = model
+        self.units = list(units)
+        self.clock = clock
+        self.listeners = list(listeners)
+        self.marks: list[tuple[Label, Any]] = []
+        self.last_times: list[tuple[Label, float]] = []  # the last step's marks, ms from its start
+        self.current: Label = OTHER
+        self.active = False
+        self._hooked: dict[int, torch.Tensor] = {}  # held so ids stay unique
+
+    # -- hooks ---------------------------------------------------------------
+
+    def mark(self, label: Label) -> None:
+        self.marks.append((label, self.clock.stamp()))
+        self.current = label
+        for listener in self.listeners:
+            listener.on_mark(label)
+
+    def _unit_pre_hook(self, index: int):
+        def hook(_module: nn.Module, args: tuple) -> None:
+            if not self.active:
+                return
+            producer = self.current
+            self.mark(("fwd", index))
+            if torch.is_grad_enabled():
+                self._hook_gradient(first_tensor(args), producer)
+
+        return hook
+
+    def _hook_gradient(self, tensor: torch.Tensor | None, producer: Label) -> None:
+        """When the gradient of ``tensor`` is ready, the backward of its producer begins."""
+        if tensor is None or not tensor.requires_grad:
+            return
+        if id(tensor) in self._hooked:
+            return  # a second consumer of the same tensor: one mark is enough
+        self._hooked[id(tensor)] = tensor
+        opens = ("bwd", producer[1]) if producer[0] == "fwd" else OTHER
+        tensor.register_hook(self._grad_hook(opens))
+
+    def _grad_hook(self, opens: Label):
+        def hook(_grad: torch.Tensor) -> None:
+            if self.active:
+                self.mark(opens)
+
+        return hook
+
+    def _output_hook(self, _module: nn.Module, _args: tuple, output: Any) -> None:
+        if not self.active:
+            return
+        producer = self.current
+        self.mark(("phase", "loss_fwd"))
+        out = first_tensor(output)
+        if torch.is_grad_enabled() and out is not None and out.requires_grad:
+            self._hooked[id(out)] = out
+            out.register_hook(self._output_grad_hook(producer))
+
+    def _output_grad_hook(self, producer: Label):
+        opens = ("bwd", producer[1]) if producer[0] == "fwd" else OTHER
+
+        def hook(_grad: torch.Tensor) -> None:
+            if self.active:
+                self.mark(opens)
+                # Runs when the whole backward pass is done, on the autograd thread.
+                Variable._execution_engine.queue_callback(self._backward_done)
+
+        return hook
+
+    def _backward_done(self) -> None:
+        if self.active:
+            self.mark(OTHER)
+
+    @contextmanager
+    def installed(self) -> Iterator[Instrumenter]:
+        handles = [u.module.register_forward_pre_hook(self._unit_pre_hook(u.index)) for u in self.units]
+        try:
+            handles.append(self.model.register_forward_hook(self._output_hook))
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+
+    # -- steps ---------------------------------------------------------------
+
+    def begin_step(self) -> None:
+        self.marks = []
+        self._hooked = {}
+        self.active = True
+        self.mark(OTHER)
+
+    def begin(self, phase: str) -> None:
+        self.mark(("phase", phase))
+
+    def end_step(self) -> StepSample:
+        self.mark(END)
+        self.active = False
+        self._hooked = {}
+        self.clock.sync()
+        first = self.marks[0][1]
+        times = [(label, self.clock.elapsed_ms(first, stamp)) for label, stamp in self.marks]
+        self.clock.recycle()
+        self.last_times = times
+        return attribute(times, len(self.units))
+
+
+class PlainTimer:
+    """The same step with no hooks: only the step's own start and end are stamped."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._start: Any = None
+
+    def begin_step(self) -> None:
+        self._start = self.clock.stamp()
+
+    def begin(self, phase: str) -> None:
+        pass
+
+    def end_step(self) -> float:
+        end = self.clock.stamp()
+        self.clock.sync()
+        elapsed = self.clock.elapsed_ms(self._start, end)
+        self.clock.recycle()
+        return elapsed

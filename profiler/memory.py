@@ -1,0 +1,87 @@
+"""Memory per unit (DESIGN.md §4): saved activations, parameters, gradients, optimizer state."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from .marks import Label
+from .units import Unit
+
+
+class SavedBytes:
+    """Charges every tensor autograd saves to the label running when it is saved.
+
+    Each storage is counted once, at its first save; parameters (and views of
+    them) are skipped, since they are resident whether or not anything trains.
+    """
+
+    def __init__(self, current: callable, params: Sequence[nn.Parameter]) -> None:
+        self._current = current
+        self._param_storages = {_storage_key(p) for p in params}
+        self._seen: set[tuple] = set()
+        self.by_label: dict[Label, int] = defaultdict(int)
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        key = _storage_key(tensor)
+        if key not in self._seen and key not in self._param_storages:
+            self._seen.add(key)
+            self.by_label[self._current()] += tensor.untyped_storage().nbytes()
+        return tensor
+
+    @contextmanager
+    def recording(self) -> Iterator[SavedBytes]:
+        with torch.autograd.graph.saved_tensors_hooks(self.pack, _unpack):
+            yield self
+
+    def unit_bytes(self, n_units: int) -> list[int]:
+        return [self.by_label.get(("fwd", i), 0) for i in range(1, n_units + 1)]
+
+    def other_bytes(self) -> dict[str, int]:
+        return {str(k[1]): v for k, v in self.by_label.items() if k[0] != "fwd"}
+
+
+def _unpack(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple:
+    storage = tensor.untyped_storage()
+    return (tensor.device, storage.data_ptr(), storage.nbytes())
+
+
+class AllocatorReadings:
+    """``torch.cuda.memory_allocated`` at every mark (a mark listener, memory step only)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.readings: list[tuple[Label, int]] = []
+
+    def on_mark(self, label: Label) -> None:
+        self.readings.append((label, torch.cuda.memory_allocated(self.device)))
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter]) -> int:
+    total = 0
+    for p in params:
+        for value in optimizer.state.get(p, {}).values():
+            if isinstance(value, torch.Tensor):
+                total += tensor_bytes(value)
+    return total
+
+
+def static_memory(unit: Unit, optimizer: torch.optim.Optimizer) -> dict[str, int]:
+    trainable = [p for p in unit.params if p.requires_grad]
+    return {
+        "param_bytes": sum(tensor_bytes(p) for p in unit.params),
+        "grad_bytes": sum(tensor_bytes(p) for p in trainable),
+        "optimizer_state_bytes": optimizer_state_bytes(optimizer, unit.params),
+    }

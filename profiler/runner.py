@@ -1,0 +1,339 @@
+"""The step runner: synthetic training of a model in full and frozen regimes."""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .api import Profiler
+from .errors import TlprofError
+from .instrument import MarkListener, first_tensor
+from .session import Profile, Run
+from .state import ModelState
+from .units import Unit, find_units, freeze
+
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+MODES = ("full", "frozen")
+
+Progress = Callable[[str, int, int], None]  # (run name, steps done, steps in the run)
+
+
+class NullMarker:
+    """Stands in for a Profiler when a step is run without measuring it."""
+
+    def begin(self, phase: str) -> None:
+        pass
+
+
+@dataclass
+class RunContext:
+    """What an extra measurement needs to run more steps of a regime, as configured."""
+
+    model: nn.Module
+    units: Sequence[Unit]
+    work: Workload
+    cfg: ProfileConfig
+    mode: str
+    n_frozen: int
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+
+    def train_step(self, marker: Any = None) -> None:
+        train_step(marker or NullMarker(), self.model, self.work, self.optimizer, self.scaler)
+
+
+class RunExtra(Protocol):
+    """A further measurement made on each regime after its timed steps (kernels, energy...)."""
+
+    def after_run(self, ctx: RunContext, run: Run) -> None: ...
+
+
+@dataclass
+class ProfileConfig:
+    batch_size: int = 2
+    input_shape: tuple[int, ...] = (3, 224, 224)
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+    optimizer: str = "sgd"
+    steps: int = 5
+    warmup: int = 1
+    freeze: int = 0
+    modes: tuple[str, ...] = ("full",)
+    frozen_bn: str = "eval"
+    num_classes: int | None = None
+    lr: float = 1e-3
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise TlprofError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.steps < 1:
+            raise TlprofError(f"--steps must be at least 1, got {self.steps}")
+        if self.warmup < 0:
+            raise TlprofError(f"--warmup cannot be negative, got {self.warmup}")
+        if self.precision not in PRECISIONS:
+            raise TlprofError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise TlprofError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if not self.input_shape or any(d < 1 for d in self.input_shape):
+            raise TlprofError(f"--input-shape needs positive sizes, got {self.input_shape}")
+        bad = [m for m in self.modes if m not in MODES]
+        if bad or not self.modes:
+            raise TlprofError(f"unknown mode {bad[0] if bad else ''!r}; use full, frozen or both")
+        if "frozen" in self.modes and self.freeze < 1:
+            raise TlprofError("--mode frozen needs --freeze N with N >= 1")
+
+    @property
+    def steps_per_run(self) -> int:
+        return self.warmup + 1 + 2 * self.steps
+
+
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise TlprofError(f"--device {spec!r} is not a device (use auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise TlprofError(f"--device {spec!r}: tlprof measures on cpu or cuda only")
+    if not torch.cuda.is_available():
+        raise TlprofError(
+            f"--device {spec}: CUDA is not available on this machine "
+            f"(torch {torch.__version__}, no usable GPU or driver); use --device cpu"
+        )
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise TlprofError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
+@dataclass
+class Workload:
+    """Synthetic batch, loss and precision settings for one model on one device."""
+
+    x: torch.Tensor
+    target: torch.Tensor
+    classification: bool
+    device: torch.device
+    precision: str
+    num_classes: int | None = None
+    output_shape: tuple[int, ...] = field(default_factory=tuple)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def loss(self, output: Any) -> torch.Tensor:
+        out = first_tensor(output)
+        if self.classification:
+            return F.cross_entropy(out.float(), self.target)
+        return F.mse_loss(out.float(), self.target)
+
+    def scaler(self) -> torch.amp.GradScaler | None:
+        return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+
+
+def make_workload(model: nn.Module, cfg: ProfileConfig, device: torch.device) -> Workload:
+    x = torch.randn(cfg.batch_size, *cfg.input_shape, device=device)
+    if cfg.channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = _probe_output(model, x[:1])
+    if out.dim() == 2 and out.is_floating_point():
+        classes = out.shape[1]
+        if cfg.num_classes is not None and cfg.num_classes != classes:
+            raise TlprofError(f"--num-classes {cfg.num_classes}, but the model outputs {classes} classes")
+        target = torch.randint(0, classes, (cfg.batch_size,), device=device)
+        return Workload(x, target, True, device, cfg.precision, classes, tuple(out.shape[1:]))
+    target = torch.randn(cfg.batch_size, *out.shape[1:], device=device)
+    return Workload(x, target, False, device, cfg.precision, None, tuple(out.shape[1:]))
+
+
+def _probe_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = first_tensor(model(x))
+    except Exception as exc:  # the model's own error is the message
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TlprofError(f"the model rejects input shape {tuple(x.shape[1:])}: {msg}") from exc
+    finally:
+        for m, training in modes:
+            m.training = training
+    if out is None:
+        raise TlprofError("the model returned no tensor")
+    return out
+
+
+def make_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.AdamW(params, lr=lr)
+
+
+def train_step(prof: Profiler, model: nn.Module, work: Workload, opt, scaler) -> None:
+    """One training step, its phases marked (the model's hooks mark the units)."""
+    prof.begin("zero_grad")
+    opt.zero_grad(set_to_none=True)
+    with work.autocast():
+        output = model(work.x)
+        loss = work.loss(output)
+    prof.begin("loss_bwd")
+    (scaler.scale(loss) if scaler else loss).backward()
+    prof.begin("optimizer")
+    if scaler:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+
+
+def _set_precision_flags(precision: str, device: torch.device) -> None:
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+
+
+def run_regime(
+    model: nn.Module,
+    units: Sequence[Unit],
+    work: Workload,
+    cfg: ProfileConfig,
+    mode: str,
+    progress: Progress | None = None,
+    listeners: Sequence[MarkListener] = (),
+    extras: Sequence[RunExtra] = (),
+) -> Run:
+    n_frozen = cfg.freeze if mode == "frozen" else 0
+    model.train()
+    freeze(model, units, n_frozen, cfg.frozen_bn)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(cfg.optimizer, trainable, cfg.lr)
+    scaler = work.scaler()
+    prof = Profiler(
+        model, units, optimizer=opt, hook_optimizer=False, device=work.device,
+        warmup=cfg.warmup, listeners=listeners,
+    )
+    total = cfg.steps_per_run
+    with prof:
+        for i in range(total):
+            with prof.step():
+                train_step(prof, model, work, opt, scaler)
+            if progress:
+                progress(mode, i + 1, total)
+    run = prof.run(mode, n_frozen)
+    ctx = RunContext(model, units, work, cfg, mode, n_frozen, opt, scaler)
+    for extra in extras:
+        extra.after_run(ctx, run)
+    return run
+
+
+def profile_model(
+    model: nn.Module,
+    cfg: ProfileConfig,
+    *,
+    meta: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    listeners: Sequence[MarkListener] = (),
+    extras: Sequence[RunExtra] = (),
+) -> Profile:
+    """Profile ``model``: every run in ``cfg.modes``; the model is left exactly as it was."""
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    original = ModelState.capture(model)
+    try:
+        _place(model, device, cfg.channels_last)
+        work = _guard_oom(cfg, lambda: make_workload(model, cfg, device))
+        units = find_units(model, work.x[:1])
+        _check_freeze(cfg.freeze, len(units))
+        _set_precision_flags(cfg.precision, device)
+        placed = ModelState.capture(model)
+        runs = {}
+        for mode in cfg.modes:
+            placed.restore_values()
+            runs[mode] = _guard_oom(cfg, lambda m=mode: run_regime(
+                model, units, work, cfg, m, progress, listeners, extras))
+        return Profile(
+            meta=_meta(cfg, device, work, meta or {}),
+            units=[u.to_dict() for u in units],
+            runs=runs,
+        )
+    finally:
+        original.restore()
+
+
+def _place(model: nn.Module, device: torch.device, channels_last: bool) -> None:
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+
+def _check_freeze(n: int, n_units: int) -> None:
+    if not 0 <= n < n_units:
+        raise TlprofError(
+            f"--freeze {n} is out of range: the model has {n_units} units, "
+            f"so freeze between 0 and {n_units - 1} (at least one must train)"
+        )
+
+
+def _guard_oom(cfg: ProfileConfig, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if not _is_oom(exc):
+            raise
+        smaller = max(cfg.batch_size // 2, 1)
+        raise TlprofError(
+            f"out of memory at batch size {cfg.batch_size}; try --batch-size {smaller}"
+        ) from exc
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, torch.OutOfMemoryError) or any(
+        s in text for s in ("can't allocate memory", "not enough memory", "out of memory")
+    )
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _meta(cfg: ProfileConfig, device: torch.device, work: Workload, extra: dict) -> dict[str, Any]:
+    return {
+        **extra,
+        "device": str(device),
+        "device_name": _device_name(device),
+        "clock": "cuda_event" if device.type == "cuda" else "perf_counter_ns",
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda,
+        "cpu_threads": torch.get_num_threads(),
+        **{k: v for k, v in asdict(cfg).items() if k not in ("device", "modes")},
+        "input_shape": list(cfg.input_shape),
+        "modes": list(cfg.modes),
+        "num_classes": work.num_classes,
+        "output_shape": list(work.output_shape),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
