@@ -130,7 +130,8 @@ class Profiler:
         readings = AllocatorReadings(self.device) if cuda else None
         listeners = self.listeners + ([readings] if readings else [])
         inst = Instrumenter(self.model, self.units, self.clock, listeners)
-        saved = SavedBytes(lambda: inst.current, list(self.model.parameters()))
+        resident = [*self.model.parameters(), *self.model.buffers()]
+        saved = SavedBytes(lambda: inst.current, resident)
         if cuda:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)

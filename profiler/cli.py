@@ -150,13 +150,21 @@ def cmd_layers(args: argparse.Namespace, console: Console) -> int:
         raise TlprofError(f"--freeze {args.freeze} is out of range: the model has {len(units)} units")
     freeze(spec.model, units, args.freeze)
     table = Table(title=f"{len(units)} units of {args.arch or args.model}")
-    for col in ("#", "unit", "stage", "block", "params", "trainable", "owns"):
-        table.add_column(col, justify="right" if col in ("#", "params") else "left")
+    for col in ("#", "unit", "stage", "block", "params", "trainable"):
+        table.add_column(col, justify="right" if col in ("#", "params") else "left", no_wrap=True)
+    table.add_column("also owns", overflow="fold")
     for u in units:
         table.add_row(str(u.index), u.name, u.stage, u.block, f"{u.param_count:,}",
-                      "yes" if u.trainable() else "frozen", ", ".join(u.modules[1:]))
+                      "yes" if u.trainable() else "frozen", _owned_text(u.name, u.modules[1:]))
     console.print(table)
     return 0
+
+
+def _owned_text(unit_name: str, owned: list[str]) -> str:
+    """Owned modules relative to the unit's parent: bn3, downsample.0 for layer4.0.conv3."""
+    parent = unit_name.rpartition(".")[0]
+    prefix = f"{parent}." if parent else ""
+    return ", ".join(n.removeprefix(prefix) for n in owned)
 
 
 def build_parser() -> argparse.ArgumentParser:

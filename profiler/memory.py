@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -16,19 +16,20 @@ from .units import Unit
 class SavedBytes:
     """Charges every tensor autograd saves to the label running when it is saved.
 
-    Each storage is counted once, at its first save; parameters (and views of
-    them) are skipped, since they are resident whether or not anything trains.
+    Each storage is counted once, at its first save; parameters and buffers
+    (and views of them) are skipped, since they are resident whether or not
+    anything trains.
     """
 
-    def __init__(self, current: callable, params: Sequence[nn.Parameter]) -> None:
+    def __init__(self, current: Callable[[], Label], resident: Sequence[torch.Tensor]) -> None:
         self._current = current
-        self._param_storages = {_storage_key(p) for p in params}
+        self._resident = {_storage_key(t) for t in resident}
         self._seen: set[tuple] = set()
         self.by_label: dict[Label, int] = defaultdict(int)
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
         key = _storage_key(tensor)
-        if key not in self._seen and key not in self._param_storages:
+        if key not in self._seen and key not in self._resident:
             self._seen.add(key)
             self.by_label[self._current()] += tensor.untyped_storage().nbytes()
         return tensor

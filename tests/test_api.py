@@ -1,0 +1,40 @@
+"""The context manager around a user's own training loop: the same engine as the runner."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from models import DELAY_MS, planted_delays
+
+from tlprof import Profiler, TlprofError
+
+
+def _train(model, opt, prof, steps):
+    for _ in range(steps):
+        with prof.step():
+            opt.zero_grad()
+            loss = model(torch.randn(4, 16)).square().mean()
+            prof.begin("loss_bwd")
+            loss.backward()
+            opt.step()
+
+
+def test_user_loop_measures_units_and_optimizer():
+    model = planted_delays()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Profiler(model, example=torch.randn(1, 16), optimizer=opt, warmup=1) as prof:
+        _train(model, opt, prof, steps=6)  # warm-up, memory, then plain and timed in turn
+    run = prof.run()
+    assert len(run.step_ms.samples) == 2 and len(run.plain_step_ms.samples) == 2
+    assert run.units[1].fwd_ms.median >= DELAY_MS and run.units[2].bwd_ms.median >= DELAY_MS
+    assert run.phases["optimizer_ms"].median > 0
+    assert run.units[0].saved_bytes > 0 and run.units[0].optimizer_state_bytes == 0
+
+
+def test_too_few_steps_is_a_clear_error():
+    model = planted_delays()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Profiler(model, example=torch.randn(1, 16), optimizer=opt, warmup=1) as prof:
+        _train(model, opt, prof, steps=2)
+    with pytest.raises(TlprofError, match="at least 4 steps"):
+        prof.run()

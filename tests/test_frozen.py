@@ -1,0 +1,55 @@
+"""Frozen semantics on ResNet-50 (DESIGN.md §2): freeze by ownership, measure directly."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from conftest import R50_FREEZE
+
+from tlprof import find_units, freeze
+
+
+def test_frozen_units_do_no_backward_and_save_nothing(r50_profile):
+    frozen = r50_profile.runs["frozen"]
+    for u in frozen.units[:R50_FREEZE]:
+        assert u.bwd_ms.samples == [0.0] * len(u.bwd_ms.samples), u.index
+        assert u.saved_bytes == 0 and u.grad_bytes == 0 and u.optimizer_state_bytes == 0
+    for u in frozen.units[R50_FREEZE:]:
+        assert all(t > 0 for t in u.bwd_ms.samples), u.index
+        assert u.saved_bytes > 0 and u.grad_bytes == u.param_bytes
+
+
+def test_full_run_trains_every_unit(r50_profile):
+    full = r50_profile.runs["full"]
+    assert all(u.bwd_ms.median > 0 and u.saved_bytes > 0 for u in full.units)
+    assert full.units[0].grad_bytes == full.units[0].param_bytes
+
+
+def test_frozen_step_is_faster(r50_profile):
+    full, frozen = r50_profile.runs["full"], r50_profile.runs["frozen"]
+    assert frozen.step_ms.median < full.step_ms.median
+    assert frozen.plain_step_ms.median < full.plain_step_ms.median
+
+
+def test_freeze_45_freezes_owned_bn_and_shortcut():
+    model = torchvision.models.resnet50()
+    units = find_units(model, torch.randn(1, 3, 64, 64))
+    model.train()
+    freeze(model, units, 45)
+    for name in ("layer4.0.bn3", "layer4.0.downsample.0", "layer4.0.downsample.1", "layer4.1.bn2"):
+        module = model.get_submodule(name)
+        assert not any(p.requires_grad for p in module.parameters()), name
+    assert not model.get_submodule("layer4.0.downsample.1").training
+    for name in ("layer4.1.conv3", "layer4.1.bn3", "layer4.2.bn1", "fc"):
+        assert all(p.requires_grad for p in model.get_submodule(name).parameters()), name
+    assert model.get_submodule("layer4.1.bn3").training
+    trainable = [u.name for u in units if u.trainable()]
+    assert trainable == ["layer4.1.conv3", "layer4.2.conv1", "layer4.2.conv2", "layer4.2.conv3", "fc"]
+
+
+def test_frozen_bn_train_keeps_batchnorm_training():
+    model = torchvision.models.resnet18()
+    units = find_units(model, torch.randn(1, 3, 64, 64))
+    model.train()
+    freeze(model, units, 10, frozen_bn="train")
+    assert model.bn1.training and not model.bn1.weight.requires_grad
