@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -200,6 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tlprof: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the model failing mid-run, or a bug: one line, details on request
+        if os.environ.get("TLPROF_DEBUG"):
+            raise
+        text = (str(exc).strip().splitlines() or [""])[0]
+        print(f"tlprof: error: {type(exc).__name__}: {text} (TLPROF_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 __all__ = ["main", "build_parser", "Profile"]

@@ -18,7 +18,7 @@ from .errors import TlprofError
 from .instrument import MarkListener, first_tensor
 from .session import Profile, Run
 from .state import ModelState
-from .units import Unit, find_units, freeze
+from .units import Unit, eval_no_grad, find_units, freeze
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -162,17 +162,12 @@ def make_workload(model: nn.Module, cfg: ProfileConfig, device: torch.device) ->
 
 
 def _probe_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    modes = [(m, m.training) for m in model.modules()]
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_no_grad(model):
             out = first_tensor(model(x))
     except Exception as exc:  # the model's own error is the message
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TlprofError(f"the model rejects input shape {tuple(x.shape[1:])}: {msg}") from exc
-    finally:
-        for m, training in modes:
-            m.training = training
     if out is None:
         raise TlprofError("the model returned no tensor")
     return out

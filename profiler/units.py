@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -96,6 +97,19 @@ def convention_for(model: nn.Module) -> Convention:
     return RESNET if _is_torchvision_resnet(model) else GENERIC
 
 
+@contextmanager
+def eval_no_grad(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no grad for a probing forward; every module's mode restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def execution_order(model: nn.Module, example: torch.Tensor) -> list[str]:
     """Names of modules in order of their first call, from one no-grad eval forward."""
     names = {m: n for n, m in model.named_modules()}
@@ -109,16 +123,12 @@ def execution_order(model: nn.Module, example: torch.Tensor) -> list[str]:
             order.append(name)
 
     handles = [m.register_forward_pre_hook(pre_hook) for m in model.modules()]
-    modes = [(m, m.training) for m in model.modules()]
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_no_grad(model):
             model(example)
     finally:
         for h in handles:
             h.remove()
-        for m, training in modes:
-            m.training = training
     return order
 
 

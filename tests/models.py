@@ -91,3 +91,7 @@ def failing_factory() -> nn.Module:
 
 def not_a_module() -> object:
     return 42
+
+
+def explodes_in_training() -> nn.Module:
+    return nn.Sequential(nn.Linear(8, 8), Exploding(fail_on_call=4), nn.Linear(8, 2))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from models import DELAY_MS, planted_delays
 
 from tlprof import Profiler, TlprofError
+
+from models import DELAY_MS, planted_delays
 
 
 def _train(model, opt, prof, steps):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +118,10 @@ def test_console_script_runs_the_profile_and_prints_the_report(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "instrumented / plain" in result.stdout and "frozen/full step time" in result.stdout
+
+
+def test_a_model_failing_mid_run_is_one_line(capsys):
+    code = main(["profile", "--model", f"{MODELS}:explodes_in_training", *SMALL])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "RuntimeError: planted failure" in err

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 import torchvision
-from conftest import R50_FREEZE
 
 from tlprof import find_units, freeze
+
+from conftest import R50_FREEZE
 
 
 def test_frozen_units_do_no_backward_and_save_nothing(r50_profile):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from models import convnet, mlp
 
 from tlprof import ProfileConfig, profile_model
+
+from models import convnet, mlp
 
 F32 = 4
 

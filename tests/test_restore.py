@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from models import Exploding
 from torch import nn
 
-from tlprof import Profiler, ProfileConfig, profile_model
+from tlprof import ProfileConfig, Profiler, profile_model
+
+from models import Exploding
 
 
 def _snapshot(model: nn.Module) -> dict:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from models import DELAY_MS, planted_delays
 
 from tlprof import ProfileConfig, profile_model
 
+from models import DELAY_MS, planted_delays
 
 
 @pytest.fixture(scope="module")
