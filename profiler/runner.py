@@ -253,24 +253,42 @@ def profile_model(
     device = resolve_device(cfg.device)
     original = ModelState.capture(model)
     try:
-        _place(model, device, cfg.channels_last)
-        work = _guard_oom(cfg, lambda: make_workload(model, cfg, device))
-        units = find_units(model, work.x[:1])
-        _check_freeze(cfg.freeze, len(units))
-        _set_precision_flags(cfg.precision, device)
-        placed = ModelState.capture(model)
-        runs = {}
-        for mode in cfg.modes:
-            placed.restore_values()
-            runs[mode] = _guard_oom(cfg, lambda m=mode: run_regime(
-                model, units, work, cfg, m, progress, listeners, extras))
-        return Profile(
-            meta=_meta(cfg, device, work, meta or {}),
-            units=[u.to_dict() for u in units],
-            runs=runs,
-        )
+        with _on_device(device):
+            return _profile_placed(model, cfg, device, meta, progress, listeners, extras)
     finally:
         original.restore()
+
+
+def _on_device(device: torch.device) -> contextlib.AbstractContextManager:
+    """CUDA events and allocator readings follow the current device: make it ours."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _profile_placed(
+    model: nn.Module,
+    cfg: ProfileConfig,
+    device: torch.device,
+    meta: dict[str, Any] | None,
+    progress: Progress | None,
+    listeners: Sequence[MarkListener],
+    extras: Sequence[RunExtra],
+) -> Profile:
+    _place(model, device, cfg.channels_last)
+    work = _guard_oom(cfg, lambda: make_workload(model, cfg, device))
+    units = find_units(model, work.x[:1])
+    _check_freeze(cfg.freeze, len(units))
+    _set_precision_flags(cfg.precision, device)
+    placed = ModelState.capture(model)
+    runs = {}
+    for mode in cfg.modes:
+        placed.restore_values()
+        runs[mode] = _guard_oom(cfg, lambda m=mode: run_regime(
+            model, units, work, cfg, m, progress, listeners, extras))
+    return Profile(
+        meta=_meta(cfg, device, work, meta or {}),
+        units=[u.to_dict() for u in units],
+        runs=runs,
+    )
 
 
 def _place(model: nn.Module, device: torch.device, channels_last: bool) -> None:
