@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -104,6 +105,17 @@ def config_from_args(args: argparse.Namespace, shape: tuple[int, ...]) -> tuple[
     return cfg, notes
 
 
+def check_writable(path: str | None, option: str) -> None:
+    """Fail before a long measurement, not after it."""
+    if path is None:
+        return
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise TlprofError(f"{option} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise TlprofError(f"{option} {path}: folder {parent} is not writable")
+
+
 def _progress_bar(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(),
@@ -117,6 +129,7 @@ def _progress_bar(console: Console) -> Progress:
 def cmd_profile(args: argparse.Namespace, console: Console) -> int:
     from tlprof.reports.profile_view import profile_view
 
+    check_writable(args.json, "--json")
     spec = model_from_args(args)
     cfg, notes = config_from_args(args, spec.input_shape)
     if notes and not args.quiet:

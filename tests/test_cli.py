@@ -125,3 +125,9 @@ def test_a_model_failing_mid_run_is_one_line(capsys):
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "RuntimeError: planted failure" in err
+
+
+def test_json_path_is_checked_before_measuring(capsys, tmp_path):
+    line = _error_line(capsys, ["profile", "--model", f"{MODELS}:mlp", *SMALL,
+                                "--json", str(tmp_path / "missing" / "run.json")])
+    assert "does not exist" in line
