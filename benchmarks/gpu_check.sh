@@ -4,6 +4,8 @@
 #
 #   bash benchmarks/gpu_check.sh              # on a CUDA machine (device tool: $OUT is set)
 #   bash benchmarks/gpu_check.sh --device cpu # dry run of every step on the CPU, small sizes
+#   SECTIONS="core reports" bash benchmarks/gpu_check.sh   # some sections only
+#     (core, kernels, nv, reports; default all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=cuda
@@ -14,8 +16,9 @@ export PYTHONUNBUFFERED=1
 
 # Offline install: the device has torch, torchvision, rich, nvidia-ml-py; the nvtx
 # wheel travels in .whl/ (see benchmarks/README.md).
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile .whl/*.whl
+if ! python3 -c "import nvtx" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile .whl/*.whl \
+    || echo "nvtx wheel does not fit this Python: NVTX ranges go through torch.cuda.nvtx"
 fi
 python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
 
@@ -25,6 +28,9 @@ else
   SIZE=(--device "$DEVICE" --batch-size 128 --steps 20 --warmup 5)
 fi
 
+SECTIONS="${SECTIONS:-core kernels nv reports}"
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
+
 step() {  # step NAME CMD...: run, keep its output, never stop the whole check
   local name=$1; shift
   echo "== $name: $*"
@@ -33,14 +39,51 @@ step() {  # step NAME CMD...: run, keep its output, never stop the whole check
 }
 
 # --- core (issue 2) ---
+if want core; then
 step r50_bf16 tlprof profile --arch resnet50 --freeze 45 --precision bf16 --channels-last \
   "${SIZE[@]}" --json "$OUT/r50_bf16.json"
 step r50_fp32 tlprof profile --arch resnet50 --freeze 45 --precision fp32 \
   "${SIZE[@]}" --json "$OUT/r50_fp32.json"
+fi
 
 # --- kernels (issue 4) ---
+if want kernels; then
+step ceilings tlprof ceilings --device "$DEVICE" --json "$OUT/ceilings.json"
+step r50_bf16_kernels tlprof profile --arch resnet50 --freeze 45 --precision bf16 --channels-last \
+  "${SIZE[@]}" --kernels --json "$OUT/r50_bf16_kernels.json" --trace "$OUT/r50_bf16_trace.json"
+step r50_bf16_kernels_report tlprof kernels "$OUT/r50_bf16_kernels.json" --top 3
+fi
 
 # --- NVTX, NVML, energy (issue 5) ---
+if want nv; then
+# NVTX ranges are on by default on CUDA, so the core runs above carry them.
+if [ "$DEVICE" = cpu ]; then
+  step devices sh -c 'tlprof devices || echo "(exit $?: expected without an NVIDIA driver)"'
+else
+  step devices tlprof devices
+fi
+step nvtx_threads python3 benchmarks/nvtx_threads.py --device "$DEVICE" --out "$OUT/nvtx_threads.json"
+step r50_energy tlprof profile --arch resnet50 --freeze 45 --precision bf16 --channels-last \
+  "${SIZE[@]}" --energy --json "$OUT/r50_energy.json"
+# ncu over one step: kernels inside tlprof/fwd/layer4.2.conv2 vs its CUDA-event time in
+# r50_fp32.json; says "skipped" without ncu or on --device cpu. Does not need nsys.
+step ncu_unit python3 benchmarks/ncu_unit.py --profile "$OUT/r50_fp32.json" \
+  --unit layer4.2.conv2 --out "$OUT/ncu_unit.json"
+grep -h -e "skipped" -e "kernels / events" -e "ncu: " "$OUT/ncu_unit.txt" || true
+fi
+
+# --- reports, cached features, sweep (issue 3) ---
+if want reports; then
+step r50_all tlprof profile --arch resnet50 --freeze 45 --precision bf16 --channels-last \
+  "${SIZE[@]}" --mode all --json "$OUT/r50_all.json"
+step r50_report tlprof report "$OUT/r50_all.json" --models 10 --steps-per-epoch 5000 --epochs 30 \
+  --format markdown -o "$OUT/r50_report.md"
+step r50_report_html tlprof report "$OUT/r50_all.json" --format html -o "$OUT/r50_report.html" \
+  --plots "$OUT/plots"
+step r50_sweep tlprof sweep --arch resnet50 --precision bf16 --channels-last "${SIZE[@]}" \
+  --freeze 0,10,20,30,40,45,49 --mode all --json "$OUT/r50_sweep.json"
+fi
 
 # --- summary, last ---
 python3 benchmarks/summarize.py "$OUT"/*.json | tee "$OUT/summary.txt"
+

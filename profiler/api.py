@@ -17,7 +17,7 @@ from torch import nn
 
 from .clock import Clock, clock_for
 from .errors import TlprofError
-from .instrument import Instrumenter, MarkListener, PlainTimer
+from .instrument import Instrumenter, MarkListener, PlainTimer, StepInfo
 from .marks import StepSample
 from .memory import AllocatorReadings, SavedBytes, static_memory
 from .session import Run
@@ -37,6 +37,7 @@ class Profiler:
         warmup: int = 1,
         listeners: Sequence[MarkListener] = (),
         clock: Clock | None = None,
+        name: str = "user",
     ) -> None:
         if units is None:
             if example is None:
@@ -49,6 +50,8 @@ class Profiler:
         self.clock = clock or clock_for(self.device)
         self.warmup = warmup
         self.listeners = list(listeners)
+        self.name = name  # the run's name in step notifications ("full", "frozen")
+        self._step_listeners = [x for x in self.listeners if hasattr(x, "on_step_begin")]
         self._hook_optimizer = hook_optimizer and optimizer is not None
         self._handles: list[Any] = []
         self._timer: Instrumenter | PlainTimer | None = None
@@ -90,13 +93,20 @@ class Profiler:
     @contextmanager
     def step(self) -> Iterator[Profiler]:
         kind = self.next_kind()
+        info = StepInfo(self.name, self._steps_started, kind, self.units)
         self._steps_started += 1
-        if kind == "plain":
-            yield from self._plain_step()
-        elif kind == "memory":
-            yield from self._memory_step()
-        else:
-            yield from self._timed_step(keep=kind == "timed")
+        for listener in self._step_listeners:
+            listener.on_step_begin(info)
+        try:
+            if kind == "plain":
+                yield from self._plain_step()
+            elif kind == "memory":
+                yield from self._memory_step()
+            else:
+                yield from self._timed_step(keep=kind == "timed")
+        finally:
+            for listener in self._step_listeners:
+                listener.on_step_end(info)
 
     # -- the three kinds of step ---------------------------------------------
 

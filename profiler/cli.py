@@ -24,6 +24,7 @@ from .units import find_units, freeze
 
 CPU_DEFAULTS = {"batch_size": 2, "steps": 10, "warmup": 2}
 CUDA_DEFAULTS = {"batch_size": 64, "steps": 20, "warmup": 5}
+MODE_SETS = {"both": ("full", "frozen"), "all": ("full", "frozen", "cached")}
 
 
 # -- arguments ----------------------------------------------------------------
@@ -50,12 +51,20 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="measured steps per run (default 10 CPU, 20 CUDA)")
     p.add_argument("--warmup", type=int, help="dropped steps per run (default 2 CPU, 5 CUDA)")
     p.add_argument("--freeze", type=int, default=0, metavar="N", help="freeze units 1..N")
-    p.add_argument("--mode", choices=["full", "frozen", "both"],
-                   help="default: both with --freeze, else full")
+    p.add_argument("--mode", choices=["full", "frozen", "cached", "both", "all"],
+                   help="both = full + frozen, all = full + frozen + cached; "
+                        "default: both with --freeze, else full")
     p.add_argument("--frozen-bn", choices=["eval", "train"], default="eval",
                    help="BatchNorm of frozen units (default eval)")
     p.add_argument("--json", metavar="PATH", help="write the whole profile here")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no report")
+    p.add_argument("--kernels", action="store_true",
+                   help="also FLOPs, bytes, ceilings, roofline and kernels per unit (2 extra steps)")
+    p.add_argument("--trace", metavar="PATH", help="write one step's unit and phase spans as a Chrome trace")
+    p.add_argument("--nvtx", action=argparse.BooleanOptionalAction,
+                   help="NVTX ranges per unit, phase and step for Nsight (default: on for CUDA)")
+    p.add_argument("--energy", action="store_true",
+                   help="joules per step and average power from NVML's energy counter (CUDA)")
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -94,12 +103,12 @@ def config_from_args(args: argparse.Namespace, shape: tuple[int, ...]) -> tuple[
     notes = [f"{k.replace('_', '-')} {v} (default on {device.type})"
              for k, v in chosen.items() if getattr(args, k) is None]
     mode = args.mode or ("both" if args.freeze else "full")
-    if mode == "both" and not args.freeze:
-        raise TlprofError("--mode both needs --freeze N with N >= 1")
+    if mode in MODE_SETS and not args.freeze:
+        raise TlprofError(f"--mode {mode} needs --freeze N with N >= 1")
     cfg = ProfileConfig(
         input_shape=shape, device=str(device), precision=args.precision,
         channels_last=args.channels_last, optimizer=args.optimizer, freeze=args.freeze,
-        modes=("full", "frozen") if mode == "both" else (mode,), frozen_bn=args.frozen_bn,
+        modes=MODE_SETS.get(mode, (mode,)), frozen_bn=args.frozen_bn,
         num_classes=args.num_classes if args.model else None, **chosen,
     )
     return cfg, notes
@@ -127,15 +136,22 @@ def _progress_bar(console: Console) -> Progress:
 
 
 def cmd_profile(args: argparse.Namespace, console: Console) -> int:
+    from tlprof import nv_cli
+    from tlprof.kernels import cli as kernels_cli
     from tlprof.reports.profile_view import profile_view
+    from tlprof.reports.rich_view import compact_view
 
     check_writable(args.json, "--json")
+    check_writable(args.trace, "--trace")
     spec = model_from_args(args)
     cfg, notes = config_from_args(args, spec.input_shape)
     if notes and not args.quiet:
         console.print("using " + ", ".join(notes), style="dim")
     listeners: list = []  # MarkListeners seeing every mark (NVTX ranges...)
     extras: list = []  # RunExtras measuring more after each regime (kernels, energy...)
+    extras += kernels_cli.profile_extras(args)
+    listeners += nv_cli.profile_listeners(args, cfg)
+    extras += nv_cli.profile_extras(args, cfg)
     run = partial(profile_model, spec.model, cfg, meta=spec.description,
                   listeners=listeners, extras=extras)
     if args.quiet:
@@ -148,8 +164,11 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
         profile.save(args.json)
     if not args.quiet:
         console.print(profile_view(profile))
+        console.print(compact_view(profile))  # the report builder's cost model and verdicts
         if args.json:
             console.print(f"profile written to {args.json}", style="dim")
+    kernels_cli.after_profile(args, profile, console)
+    nv_cli.after_profile(args, profile, console)
     return 0
 
 
@@ -201,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_extensions(sub: argparse._SubParsersAction) -> None:
     """Commands that live with the parts they belong to."""
+    __import__("tlprof.kernels.cli", fromlist=["register"]).register(sub)
+    __import__("tlprof.nv_cli", fromlist=["register"]).register(sub)
+    __import__("tlprof.reports.cli", fromlist=["register"]).register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -24,6 +25,24 @@ class MarkListener(Protocol):
     """Sees every mark on the thread that stamps it (NVTX ranges, memory readings...)."""
 
     def on_mark(self, label: Label) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """One step a Profiler runs: its run's name, index in the run, kind, and the units."""
+
+    run: str
+    n: int
+    kind: str  # warmup | memory | plain | timed
+    units: Sequence[Unit]
+
+
+class StepListener(Protocol):
+    """Optional on a MarkListener: told when each step begins and ends, on the step's thread."""
+
+    def on_step_begin(self, step: StepInfo) -> None: ...
+
+    def on_step_end(self, step: StepInfo) -> None: ...
 
 
 def first_tensor(value: Any) -> torch.Tensor | None:

@@ -16,13 +16,14 @@ from torch import nn
 from .api import Profiler
 from .errors import TlprofError
 from .instrument import MarkListener, first_tensor
+from .nvml import DeviceWatch
 from .session import Profile, Run
 from .state import ModelState
 from .units import Unit, eval_no_grad, find_units, freeze
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
-MODES = ("full", "frozen")
+MODES = ("full", "frozen", "cached")
 
 Progress = Callable[[str, int, int], None]  # (run name, steps done, steps in the run)
 
@@ -88,9 +89,11 @@ class ProfileConfig:
             raise TlprofError(f"--input-shape needs positive sizes, got {self.input_shape}")
         bad = [m for m in self.modes if m not in MODES]
         if bad or not self.modes:
-            raise TlprofError(f"unknown mode {bad[0] if bad else ''!r}; use full, frozen or both")
-        if "frozen" in self.modes and self.freeze < 1:
-            raise TlprofError("--mode frozen needs --freeze N with N >= 1")
+            raise TlprofError(
+                f"unknown mode {bad[0] if bad else ''!r}; use full, frozen, cached, both or all")
+        for mode in ("frozen", "cached"):
+            if mode in self.modes and self.freeze < 1:
+                raise TlprofError(f"--mode {mode} needs --freeze N with N >= 1")
 
     @property
     def steps_per_run(self) -> int:
@@ -223,7 +226,7 @@ def run_regime(
     scaler = work.scaler()
     prof = Profiler(
         model, units, optimizer=opt, hook_optimizer=False, device=work.device,
-        warmup=cfg.warmup, listeners=listeners,
+        warmup=cfg.warmup, listeners=listeners, name=mode,
     )
     total = cfg.steps_per_run
     with prof:
@@ -237,6 +240,14 @@ def run_regime(
     for extra in extras:
         extra.after_run(ctx, run)
     return run
+
+
+def _regime(mode: str) -> Callable[..., Run]:
+    if mode == "cached":
+        from .cached import run_cached_regime  # builds on this module
+
+        return run_cached_regime
+    return run_regime
 
 
 def profile_model(
@@ -279,13 +290,14 @@ def _profile_placed(
     _check_freeze(cfg.freeze, len(units))
     _set_precision_flags(cfg.precision, device)
     placed = ModelState.capture(model)
+    watch = DeviceWatch.start(device)  # NVML identity and state of a CUDA device, for meta
     runs = {}
     for mode in cfg.modes:
         placed.restore_values()
-        runs[mode] = _guard_oom(cfg, lambda m=mode: run_regime(
+        runs[mode] = _guard_oom(cfg, lambda m=mode: _regime(m)(
             model, units, work, cfg, m, progress, listeners, extras))
     return Profile(
-        meta=_meta(cfg, device, work, meta or {}),
+        meta=_meta(cfg, device, work, {**(meta or {}), **watch.finish()}),
         units=[u.to_dict() for u in units],
         runs=runs,
     )

@@ -157,12 +157,18 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise RunDocumentError(f"cannot read {path}: {exc.strerror}") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise RunDocumentError(f"{path} is not valid JSON (truncated or corrupt): {exc}") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(read_json_document(path))
+
+
+def read_json_document(path: str | Path) -> Any:
+    """Parsed JSON, or one RunDocumentError saying what is wrong with the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RunDocumentError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise RunDocumentError(f"{path} is not a JSON text file (binary or corrupt)") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunDocumentError(f"{path} is not valid JSON (truncated or corrupt): {exc}") from exc

@@ -1,0 +1,151 @@
+"""Per-unit kernel breakdown from one step under ``torch.profiler`` (issue 4).
+
+The unit marks open and close ``record_function`` ranges (``RangeMarks``, a
+mark listener), so every op, and on CUDA every kernel it launched, lands under
+the unit running when it ran. A range is closed by the next mark on the thread
+that opened it: the profiler only nests events under a range entered and
+exited on the same thread, and on CUDA backward marks come from the autograd
+device thread while forward marks come from the caller.
+
+On CUDA a unit's kernel time is the sum of the device durations of the kernels
+launched under its range. On the CPU the "kernels" are the range's top-level
+ATen ops and their time is their host duration.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch.autograd.profiler import record_function
+
+from tlprof.marks import Label
+
+RANGE_PREFIX = "tlprof:"
+_AUTOGRAD_PREFIX = "autograd::engine::evaluate_function: "
+
+# Kineto logs an error line on every run when it finds no GPU; on the CPU that is noise.
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+
+
+def range_name(label: Label) -> str | None:
+    kind, key = label
+    if kind in ("fwd", "bwd"):
+        return f"{RANGE_PREFIX}{kind}:{key}"
+    if kind == "phase" and key != "other":
+        return f"{RANGE_PREFIX}phase:{key}"
+    return None
+
+
+def parse_range(name: str) -> Label | None:
+    if not name.startswith(RANGE_PREFIX):
+        return None
+    kind, _, key = name[len(RANGE_PREFIX):].partition(":")
+    return (kind, int(key)) if kind in ("fwd", "bwd") else (kind, key)
+
+
+class RangeMarks:
+    """A mark listener: each mark closes this thread's open range and opens the next one."""
+
+    def __init__(self) -> None:
+        self._open: dict[int, record_function] = {}
+        self._lock = threading.Lock()
+
+    def on_mark(self, label: Label) -> None:
+        tid = threading.get_ident()
+        with self._lock:
+            rf = self._open.pop(tid, None)
+        if rf is not None:
+            rf.__exit__(None, None, None)
+        name = range_name(label)
+        if name is None:
+            return
+        rf = record_function(name)
+        rf.__enter__()
+        with self._lock:
+            self._open[tid] = rf
+
+    def close_here(self) -> int:
+        """Close this thread's range; returns how many stay open on other threads."""
+        rf = self._open.pop(threading.get_ident(), None)
+        if rf is not None:
+            rf.__exit__(None, None, None)
+        return len(self._open)
+
+
+@dataclass
+class KernelStat:
+    name: str
+    count: int = 0
+    total_ms: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "count": self.count, "total_ms": self.total_ms}
+
+
+@dataclass
+class LabelKernels:
+    """What ran under one label's ranges."""
+
+    stats: dict[str, KernelStat] = field(default_factory=dict)
+
+    def add(self, name: str, ms: float) -> None:
+        stat = self.stats.setdefault(name, KernelStat(name))
+        stat.count += 1
+        stat.total_ms += ms
+
+    @property
+    def total_ms(self) -> float:
+        return sum(s.total_ms for s in self.stats.values())
+
+    def top(self, n: int) -> list[dict]:
+        ranked = sorted(self.stats.values(), key=lambda s: s.total_ms, reverse=True)
+        return [s.to_dict() for s in ranked[:n]]
+
+
+def breakdown(events: Iterable, device_kernels: bool) -> dict[Label, LabelKernels]:
+    """Group the profiler's events under the tlprof ranges that hold them."""
+    by_label: dict[Label, LabelKernels] = defaultdict(LabelKernels)
+    for evt in events:
+        label = parse_range(evt.name)
+        if label is None or evt.is_async:
+            continue
+        collect = _device_kernels if device_kernels else _host_ops
+        for name, ms in collect(evt):
+            by_label[label].add(name, ms)
+    return by_label
+
+
+def _host_ops(range_evt) -> Iterable[tuple[str, float]]:
+    for child in range_evt.cpu_children:
+        yield child.name.removeprefix(_AUTOGRAD_PREFIX), child.cpu_time_total / 1e3
+
+
+def _device_kernels(range_evt) -> Iterable[tuple[str, float]]:
+    stack = list(range_evt.cpu_children)
+    while stack:
+        evt = stack.pop()
+        stack.extend(evt.cpu_children)
+        for k in evt.kernels:
+            yield k.name, k.duration / 1e3
+
+
+def profile_step(step: Callable[[], None], device: torch.device):
+    """Run ``step`` under torch.profiler; returns its function events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Profiler clears events")  # one cycle is all
+        with profile(activities=activities) as prof:
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        return prof.events()

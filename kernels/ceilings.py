@@ -1,0 +1,151 @@
+"""Device ceilings: measured matmul rate per precision and device copy bandwidth (issue 4).
+
+Each figure is the median of repeated timed runs after warm-up, on random data:
+a square ``n × n`` matrix product (2·n³ FLOPs) per precision, and a copy of one
+buffer into another (bytes read + bytes written). CUDA is timed with events on
+the current stream, the CPU with the host clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
+          "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class CeilingSizes:
+    matmul_n: int
+    copy_bytes: int
+    warmup: int
+    reps: int
+
+
+CPU_SIZES = CeilingSizes(matmul_n=1024, copy_bytes=256 * 2**20, warmup=2, reps=10)
+CUDA_SIZES = CeilingSizes(matmul_n=8192, copy_bytes=2 * 2**30, warmup=5, reps=20)
+
+
+@dataclass
+class Ceilings:
+    device: str
+    device_name: str
+    matmul_tflops: dict[str, float]  # precision -> median TFLOP/s
+    copy_gbps: float  # median GB/s, bytes read + written
+    matmul_n: int
+    copy_bytes: int
+    threads: int  # CPU threads torch used
+    samples_ms: dict[str, list[float]] = field(default_factory=dict)  # every timed run
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Ceilings:
+        return cls(**d)
+
+    def peak_tflops(self, precision: str) -> tuple[str, float]:
+        """The ceiling a run of ``precision`` is held to (fp32 where its own is not measured)."""
+        if precision in self.matmul_tflops:
+            return precision, self.matmul_tflops[precision]
+        return "fp32", self.matmul_tflops["fp32"]
+
+    def ridge(self, precision: str) -> float:
+        """FLOP per byte where the compute roof meets the bandwidth roof."""
+        return self.peak_tflops(precision)[1] * 1e12 / (self.copy_gbps * 1e9)
+
+
+def supported_precisions(device: torch.device) -> list[str]:
+    if device.type != "cuda":
+        return ["fp32", "bf16", "fp16"]
+    bf16 = ["bf16"] if torch.cuda.is_bf16_supported() else []
+    return ["fp32", "tf32", *bf16, "fp16"]
+
+
+def measure_ceilings(device: torch.device, sizes: CeilingSizes | None = None) -> Ceilings:
+    sizes = sizes or (CUDA_SIZES if device.type == "cuda" else CPU_SIZES)
+    timer = _timer(device)
+    samples: dict[str, list[float]] = {}
+    tflops: dict[str, float] = {}
+    n = sizes.matmul_n
+    for precision in supported_precisions(device):
+        with _matmul_precision(precision):
+            samples[f"matmul_{precision}"] = _matmul_ms(device, precision, n, sizes, timer)
+        tflops[precision] = 2 * n**3 / (statistics.median(samples[f"matmul_{precision}"]) * 1e9)
+    samples["copy"] = _copy_ms(device, sizes, timer)
+    gbps = 2 * sizes.copy_bytes / (statistics.median(samples["copy"]) * 1e6)
+    return Ceilings(str(device), _device_name(device), tflops, gbps, n, sizes.copy_bytes,
+                    torch.get_num_threads(), samples)
+
+
+Timer = Callable[[Callable[[], object], int, int], list[float]]
+
+
+def _timer(device: torch.device) -> Timer:
+    return _cuda_times if device.type == "cuda" else _host_times
+
+
+def _host_times(fn: Callable[[], object], warmup: int, reps: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter_ns()
+        fn()
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+    return times
+
+
+def _cuda_times(fn: Callable[[], object], warmup: int, reps: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+              for _ in range(reps)]
+    for start, end in events:
+        start.record()
+        fn()
+        end.record()
+    torch.cuda.synchronize()
+    return [start.elapsed_time(end) for start, end in events]
+
+
+def _matmul_ms(device: torch.device, precision: str, n: int, sizes: CeilingSizes,
+               timer: Timer) -> list[float]:
+    a = torch.randn(n, n, device=device, dtype=DTYPES[precision])
+    b = torch.randn(n, n, device=device, dtype=DTYPES[precision])
+    out = torch.empty_like(a)
+    return timer(lambda: torch.mm(a, b, out=out), sizes.warmup, sizes.reps)
+
+
+def _copy_ms(device: torch.device, sizes: CeilingSizes, timer: Timer) -> list[float]:
+    src = torch.rand(sizes.copy_bytes // 4, device=device)
+    dst = torch.empty_like(src)
+    return timer(lambda: dst.copy_(src), sizes.warmup, sizes.reps)
+
+
+@contextmanager
+def _matmul_precision(precision: str) -> Iterator[None]:
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()

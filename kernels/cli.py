@@ -1,0 +1,80 @@
+"""Commands and profile options of ``tlprof.kernels``: ceilings, kernels, --kernels, --trace."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from tlprof.errors import TlprofError
+from tlprof.session import Profile, RunDocumentError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ceilings", help="measure the device's matmul rate per precision and "
+                       "copy bandwidth")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--json", metavar="PATH", help="write the figures and every sample here")
+    p.set_defaults(func=cmd_ceilings)
+
+    p = sub.add_parser("kernels", help="per unit: FLOPs, bytes, roofline and top kernels of a "
+                       "run document profiled with --kernels")
+    p.add_argument("run_json", metavar="RUN.json")
+    p.add_argument("--run", action="append", metavar="NAME",
+                   help="only this run (full, frozen); repeatable")
+    p.add_argument("--top", type=int, default=3, metavar="N", help="kernels shown per unit")
+    p.set_defaults(func=cmd_kernels)
+
+
+def cmd_ceilings(args: argparse.Namespace, console: Console) -> int:
+    from tlprof.runner import resolve_device
+
+    from .ceilings import measure_ceilings
+    from .report import ceilings_table
+
+    ceilings = measure_ceilings(resolve_device(args.device))
+    if args.json:
+        Path(args.json).write_text(json.dumps(ceilings.to_dict(), indent=1) + "\n")
+    console.print(ceilings_table(ceilings))
+    return 0
+
+
+def cmd_kernels(args: argparse.Namespace, console: Console) -> int:
+    from .report import kernels_view
+
+    try:
+        profile = Profile.load(args.run_json)
+    except RunDocumentError as exc:
+        raise TlprofError(str(exc)) from exc
+    console.print(kernels_view(profile, top=args.top, runs=args.run))
+    return 0
+
+
+def profile_extras(args: argparse.Namespace) -> list:
+    """The RunExtras ``tlprof profile`` gets from this package's options."""
+    if not getattr(args, "kernels", False):
+        return []
+    from .extra import KernelsExtra
+
+    return [KernelsExtra()]
+
+
+def after_profile(args: argparse.Namespace, profile: Profile, console: Console) -> None:
+    """Write the trace, and say how well the kernel sums agree with the measured times."""
+    if getattr(args, "trace", None):
+        from .trace import write_trace
+
+        write_trace(profile, args.trace)
+    if args.quiet:
+        return
+    if getattr(args, "kernels", False):
+        from .report import run_summary
+
+        for name, run in profile.runs.items():
+            console.print(run_summary(name, run))
+        if args.json:
+            console.print(f"per-unit kernels: tlprof kernels {args.json}", style="dim")
+    if getattr(args, "trace", None):
+        console.print(f"trace written to {args.trace} (open in ui.perfetto.dev)", style="dim")

@@ -1,0 +1,189 @@
+"""FLOPs per unit, forward and backward, from one real step (DESIGN.md §8, issue 4).
+
+A dispatch mode sees every ATen op that runs, prices it with the formulas of
+``torch.utils.flop_counter`` (FLOPs = 2 × multiply-adds; only ops with a
+formula count, chiefly matmul and convolution), and charges it to the label the
+``Instrumenter`` says is running. Backward FLOPs are therefore what autograd
+actually ran: a unit whose input needs no grad (the stem, the first trainable
+unit of a frozen run) computes only its weight gradient, a frozen unit nothing.
+
+Threads: the mode is entered on the calling thread. The autograd engine copies
+the caller's thread-local state, dispatch modes included, into each backward
+worker thread (CUDA runs backward on a device thread), which is also why
+``FlopCounterMode`` counts backward on CUDA. The marks that set
+``Instrumenter.current`` are stamped on that same worker thread, so each op is
+charged to the unit whose backward is running. ``StepFlops.threads`` records
+how many threads ops were counted on per pass, and a step whose trainable units
+show no backward FLOPs at all is reported, not silently stored as zeros.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+from tlprof.clock import HostClock
+from tlprof.instrument import Instrumenter, first_tensor
+from tlprof.marks import Label
+from tlprof.units import Unit
+
+_aten = torch.ops.aten
+# Metadata queries a tensor subclass may route here; FlopCounterMode declines them too.
+_METADATA_OPS = {
+    _aten.is_contiguous.default, _aten.is_contiguous.memory_format,
+    _aten.is_strides_like_format.default, _aten.is_non_overlapping_and_dense.default,
+    _aten.size.default, _aten.sym_size.default, _aten.stride.default, _aten.sym_stride.default,
+    _aten.storage_offset.default, _aten.sym_storage_offset.default, _aten.numel.default,
+    _aten.sym_numel.default, _aten.dim.default, torch.ops.prim.layout.default,
+}
+
+
+class LabelFlopCounter(TorchDispatchMode):
+    """Prices each op with ``flop_registry`` and charges it to the label running now."""
+
+    def __init__(self, current: Callable[[], Label]) -> None:
+        super().__init__()
+        self._current = current
+        self.by_label: dict[Label, int] = defaultdict(int)
+        self.threads: dict[str, set[int]] = defaultdict(set)  # label kind -> thread ids
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _METADATA_OPS:
+            return NotImplemented
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is None:
+            if func is not torch.ops.prim.device.default:
+                with self:  # as FlopCounterMode: an op with no formula may decompose into some
+                    out = func.decompose(*args, **kwargs)
+                if out is not NotImplemented:
+                    return out
+            return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        label = self._current()
+        self.by_label[label] += int(formula(*args, **kwargs, out_val=out))
+        self.threads[label[0]].add(threading.get_ident())
+        return out
+
+
+@dataclass
+class StepFlops:
+    fwd: list[int]  # per unit, index i-1
+    bwd: list[int]
+    phases: dict[str, int]  # FLOPs outside units (loss, optimizer...)
+    threads: dict[str, int]  # pass kind ("fwd", "bwd", "phase") -> threads that ran counted ops
+
+    @property
+    def total(self) -> int:
+        return sum(self.fwd) + sum(self.bwd) + sum(self.phases.values())
+
+
+@dataclass
+class UnitActivation:
+    in_bytes: int = 0
+    out_bytes: int = 0
+    input_requires_grad: bool = False
+
+
+class ActivationRecorder:
+    """Bytes of each unit's input and output activations, as the step sees them.
+
+    A unit's input is the first tensor its weight module receives; its output is
+    the next unit's input (the model's output for the last unit), which is what
+    the modules it owns hand on. Each unit is recorded at its first call.
+    """
+
+    def __init__(self, model: nn.Module, units: Sequence[Unit]) -> None:
+        self.model = model
+        self.units = list(units)
+        self._inputs: dict[int, tuple[int, bool]] = {}
+        self._output_bytes = 0
+
+    def _pre_hook(self, index: int):
+        def hook(_module: nn.Module, args: tuple) -> None:
+            t = first_tensor(args)
+            if t is not None and index not in self._inputs:
+                self._inputs[index] = (_nbytes(t), t.requires_grad and torch.is_grad_enabled())
+
+        return hook
+
+    def _output_hook(self, _module: nn.Module, _args: tuple, output: object) -> None:
+        t = first_tensor(output)
+        if t is not None:
+            self._output_bytes = _nbytes(t)
+
+    @contextmanager
+    def installed(self) -> Iterator[ActivationRecorder]:
+        handles = [u.module.register_forward_pre_hook(self._pre_hook(u.index)) for u in self.units]
+        handles.append(self.model.register_forward_hook(self._output_hook))
+        try:
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+
+    def activations(self) -> list[UnitActivation]:
+        result = []
+        for i, unit in enumerate(self.units):
+            in_bytes, needs_grad = self._inputs.get(unit.index, (0, False))
+            nxt = self.units[i + 1].index if i + 1 < len(self.units) else None
+            out_bytes = self._inputs.get(nxt, (0, False))[0] if nxt else self._output_bytes
+            result.append(UnitActivation(in_bytes, out_bytes, needs_grad))
+        return result
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+StepFn = Callable[[Instrumenter], None]
+
+
+def count_flops(
+    model: nn.Module, units: Sequence[Unit], step: StepFn
+) -> tuple[StepFlops, list[UnitActivation]]:
+    """Run ``step`` once under the counter, marked by its own Instrumenter (host clock)."""
+    inst = Instrumenter(model, units, HostClock())
+    counter = LabelFlopCounter(lambda: inst.current)
+    recorder = ActivationRecorder(model, units)
+    with inst.installed(), recorder.installed():
+        try:
+            inst.begin_step()
+            with counter:
+                step(inst)
+            inst.end_step()
+        finally:
+            inst.active = False
+    return _step_flops(counter, len(units)), recorder.activations()
+
+
+def _step_flops(counter: LabelFlopCounter, n_units: int) -> StepFlops:
+    fwd, bwd = [0] * n_units, [0] * n_units
+    phases: dict[str, int] = defaultdict(int)
+    for (kind, key), flops in counter.by_label.items():
+        if kind == "fwd":
+            fwd[key - 1] += flops
+        elif kind == "bwd":
+            bwd[key - 1] += flops
+        else:
+            phases[str(key)] += flops
+    threads = {kind: len(ids) for kind, ids in counter.threads.items()}
+    return StepFlops(fwd, bwd, dict(phases), threads)
+
+
+def forward_flops(model: nn.Module, units: Sequence[Unit], x: torch.Tensor) -> StepFlops:
+    """FLOPs of one forward pass without grad (the model as it is: eval or train)."""
+
+    def step(_inst: Instrumenter) -> None:
+        with torch.no_grad():
+            model(x)
+
+    return count_flops(model, units, step)[0]

@@ -1,0 +1,622 @@
+"""The report builder: derived quantities from a ``Profile`` (DESIGN.md §1, §6). Never measures.
+
+Every figure is computed from the medians the run document already holds:
+
+- t_i = f_i + b_i per unit, from the full run (ms per step);
+- uniformity of t_i, the frozen run against the full one and where the saving comes from;
+- the cost model rows for k = 1..K, scaled to epochs when asked;
+- a verdict on each of the paper's four claims.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tlprof.errors import TlprofError
+from tlprof.session import Profile, Run
+from tlprof.stats import Stats
+
+SCHEMA = "tlprof.report/1"
+GRANULARITIES = ("unit", "block", "stage")
+DEFAULT_MODELS = 5
+
+# Verdict thresholds: a claim "holds" when the measurement is this close to it.
+UNIFORM_MAX_CV = 0.25  # coefficient of variation of t_i
+UNIFORM_MAX_SPREAD = 2.0  # max t_i / min t_i
+RATIO_TOLERANCE = 0.25  # |measured / paper - 1| for the per-model cost and the 3-model example
+OVERHEAD_NOTE = 1.10  # instrumented / plain step above which a run's figures get a note
+
+# The paper's example (DESIGN.md §1): t = 1 h, L = 50, N = 45, k = 3.
+PAPER_L, PAPER_N, PAPER_K = 50, 45, 3
+
+HOLDS, REFUTED, NOT_MEASURED = "holds", "refuted", "not measured"
+
+TIME_UNITS = (("h", 3_600_000.0), ("min", 60_000.0), ("s", 1000.0), ("ms", 1.0))
+
+
+@dataclass
+class ReportOptions:
+    models: int = DEFAULT_MODELS
+    steps_per_epoch: int | None = None
+    epochs: int | None = None
+    granularity: str = "unit"
+
+    def validate(self) -> None:
+        if self.models < 1:
+            raise TlprofError(f"--models must be at least 1, got {self.models}")
+        for flag, value in (("--steps-per-epoch", self.steps_per_epoch), ("--epochs", self.epochs)):
+            if value is not None and value < 1:
+                raise TlprofError(f"{flag} must be at least 1, got {value}")
+        if self.granularity not in GRANULARITIES:
+            raise TlprofError(f"--granularity must be one of {', '.join(GRANULARITIES)}")
+
+    @property
+    def scaled(self) -> bool:
+        return self.steps_per_epoch is not None or self.epochs is not None
+
+    @property
+    def steps(self) -> int:
+        return self.steps_per_epoch or 1
+
+    @property
+    def epoch_count(self) -> int:
+        return self.epochs or 1
+
+
+# -- report parts ---------------------------------------------------------------
+
+
+@dataclass
+class UnitRow:
+    """One unit, or a block or stage of units (``units`` counts them)."""
+
+    name: str
+    stage: str
+    block: str
+    first: int  # index of the first unit, 1-based
+    units: int
+    trainable: int  # how many of them train in the frozen run
+    fwd_ms: float
+    bwd_ms: float
+    t_ms: float
+    step_share: float  # t / full step
+    cum_share: float  # cumulative t / full step, in unit order
+    noisy: bool
+    frozen_fwd_ms: float | None = None
+    frozen_bwd_ms: float | None = None
+    cached_fwd_ms: float | None = None
+    cached_bwd_ms: float | None = None
+    saved_bytes: int = 0
+    param_bytes: int = 0
+
+
+@dataclass
+class Uniformity:
+    mean_ms: float
+    min_ms: float
+    max_ms: float
+    max_over_min: float
+    cv: float
+    top5_share: float  # of Σ t_i
+    top5_units: list[str]
+    tail_units: int  # L − N
+    tail_share: float  # Σ_{i>N} t_i / Σ t_i
+    paper_tail_share: float  # (L − N) / L
+
+
+@dataclass
+class Part:
+    """A named amount of time and, where it has one, of memory."""
+
+    name: str
+    ms: float
+    share: float | None = None  # of the step it belongs to
+    bytes: int | None = None
+
+
+@dataclass
+class FrozenSummary:
+    freeze: int
+    full_step_ms: float
+    frozen_step_ms: float
+    step_ratio: float
+    paper_ratio: float  # (L − N) / L
+    predicted_ratio: float  # from the full run: every forward + the tail's backward + phases
+    saved_ms: float
+    bwd_over_fwd: float  # Σ b_i / Σ f_i in the full run
+    breakdown: list[Part]  # where the frozen step's time goes
+    savings: list[Part]  # where the saving comes from, ms and bytes
+    memory: dict[str, dict[str, int | None]]  # figure → {full, frozen, saved}
+
+
+@dataclass
+class CachedSummary:
+    freeze: int
+    features_ms: float  # F_N: no-grad forward of units 1..N, per batch
+    step_ms: float  # h_N: a training step of units N+1..L fed cached features
+    step_ratio: float  # h_N / s_full
+    frozen_step_ratio: float | None  # h_N / s_frozen
+
+
+@dataclass
+class CostRow:
+    name: str
+    formula: str
+    departs: str
+    classic: list[float]
+    transfer: list[float]
+    ratio: list[float]
+    marginal_classic: list[float]
+    marginal_transfer: list[float]
+    base: float  # T_transfer(0): what is paid once
+    per_model_classic: float
+    per_model_transfer: float
+    limit_ratio: float  # T_transfer / T_classic as k → ∞
+
+
+@dataclass
+class CostModel:
+    k: list[int]
+    unit: str
+    ms_per_unit: float
+    steps_per_epoch: int
+    epochs: int
+    rows: dict[str, CostRow]
+
+
+@dataclass
+class Claim:
+    id: str
+    claim: str
+    verdict: str
+    evidence: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    source: dict[str, Any]
+    options: ReportOptions
+    n_units: int
+    freeze: int
+    full_step_ms: float
+    t_ms: list[float]
+    units: list[UnitRow]
+    blocks: list[UnitRow]
+    stages: list[UnitRow]
+    uniformity: Uniformity
+    frozen: FrozenSummary | None
+    cached: CachedSummary | None
+    cost_model: CostModel
+    claims: list[Claim]
+    notes: list[str]
+
+    def rows(self, granularity: str | None = None) -> list[UnitRow]:
+        g = granularity or self.options.granularity
+        return {"unit": self.units, "block": self.blocks, "stage": self.stages}[g]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"schema": SCHEMA, **asdict(self)}
+        data["cost_model"]["rows"] = {
+            name: {k: v for k, v in row.items() if k != "name"}
+            for name, row in data["cost_model"]["rows"].items()
+        }
+        return finite(data)
+
+
+def finite(value: Any) -> Any:
+    """NaN and ±inf become None, so the document is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+# -- helpers --------------------------------------------------------------------
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def _med(s: Stats | None) -> float:
+    return s.median if s is not None else 0.0
+
+
+def _phase(run: Run, *names: str) -> float:
+    return sum(_med(run.phases.get(f"{n}_ms")) for n in names)
+
+
+def _fwd(run: Run, lo: int = 0, hi: int | None = None) -> float:
+    return sum(u.fwd_ms.median for u in run.units[lo:hi])
+
+
+def _bwd(run: Run, lo: int = 0, hi: int | None = None) -> float:
+    return sum(u.bwd_ms.median for u in run.units[lo:hi])
+
+
+def _mem(run: Run, key: str) -> int | None:
+    value = run.memory.get(key)
+    return int(value) if isinstance(value, (int, float)) else None
+
+
+# -- per unit and rollups -------------------------------------------------------
+
+
+def unit_rows(profile: Profile, full: Run, n_frozen: int) -> list[UnitRow]:
+    step = full.step_ms.median
+    frozen, cached = profile.runs.get("frozen"), profile.runs.get("cached")
+    rows, cum = [], 0.0
+    for i, (desc, u) in enumerate(zip(profile.units, full.units)):
+        t = u.fwd_ms.median + u.bwd_ms.median
+        cum += t
+        rows.append(UnitRow(
+            name=desc["name"], stage=desc.get("stage", ""), block=desc.get("block", ""),
+            first=u.index, units=1, trainable=int(u.index > n_frozen),
+            fwd_ms=u.fwd_ms.median, bwd_ms=u.bwd_ms.median, t_ms=t,
+            step_share=_div(t, step), cum_share=_div(cum, step),
+            noisy=u.fwd_ms.noisy or u.bwd_ms.noisy,
+            frozen_fwd_ms=frozen.units[i].fwd_ms.median if frozen else None,
+            frozen_bwd_ms=frozen.units[i].bwd_ms.median if frozen else None,
+            cached_fwd_ms=cached.units[i].fwd_ms.median if cached else None,
+            cached_bwd_ms=cached.units[i].bwd_ms.median if cached else None,
+            saved_bytes=u.saved_bytes, param_bytes=u.param_bytes,
+        ))
+    return rows
+
+
+def _opt_sum(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
+
+
+def rollup(rows: list[UnitRow], key: str, step_ms: float) -> list[UnitRow]:
+    """Units with the same ``key`` (block or stage) as one row, ordered by their first unit."""
+    groups: dict[str, list[UnitRow]] = {}
+    for r in rows:
+        groups.setdefault(getattr(r, key), []).append(r)
+    out, cum = [], 0.0
+    for name, members in sorted(groups.items(), key=lambda kv: kv[1][0].first):
+        t = sum(m.t_ms for m in members)
+        cum += t
+        out.append(UnitRow(
+            name=name, stage=members[0].stage, block=name if key == "block" else "",
+            first=members[0].first, units=len(members), trainable=sum(m.trainable for m in members),
+            fwd_ms=sum(m.fwd_ms for m in members), bwd_ms=sum(m.bwd_ms for m in members),
+            t_ms=t, step_share=_div(t, step_ms), cum_share=_div(cum, step_ms),
+            noisy=any(m.noisy for m in members),
+            frozen_fwd_ms=_opt_sum([m.frozen_fwd_ms for m in members]),
+            frozen_bwd_ms=_opt_sum([m.frozen_bwd_ms for m in members]),
+            cached_fwd_ms=_opt_sum([m.cached_fwd_ms for m in members]),
+            cached_bwd_ms=_opt_sum([m.cached_bwd_ms for m in members]),
+            saved_bytes=sum(m.saved_bytes for m in members),
+            param_bytes=sum(m.param_bytes for m in members),
+        ))
+    return out
+
+
+def uniformity(t_ms: list[float], names: list[str], n_frozen: int) -> Uniformity:
+    total = sum(t_ms)
+    mean = statistics.fmean(t_ms)
+    lo, hi = min(t_ms), max(t_ms)
+    top = sorted(range(len(t_ms)), key=lambda i: t_ms[i], reverse=True)[:5]
+    n = len(t_ms)
+    return Uniformity(
+        mean_ms=mean, min_ms=lo, max_ms=hi,
+        max_over_min=_div(hi, lo) if lo > 0 else float("inf"),
+        cv=_div(statistics.pstdev(t_ms), mean),
+        top5_share=_div(sum(t_ms[i] for i in top), total),
+        top5_units=[names[i] for i in top],
+        tail_units=n - n_frozen,
+        tail_share=_div(sum(t_ms[n_frozen:]), total),
+        paper_tail_share=(n - n_frozen) / n,
+    )
+
+
+# -- the frozen and cached runs -------------------------------------------------
+
+
+def frozen_summary(full: Run, frozen: Run, n_units: int) -> FrozenSummary:
+    n = frozen.freeze
+    s_full, s_frozen = full.step_ms.median, frozen.step_ms.median
+    parts = [
+        ("forward of frozen units", _fwd(frozen, 0, n)),
+        ("forward of trainable units", _fwd(frozen, n)),
+        ("backward of trainable units", _bwd(frozen, n)),
+        ("loss forward + backward", _phase(frozen, "loss_fwd", "loss_bwd")),
+        ("optimizer + zero_grad", _phase(frozen, "optimizer", "zero_grad")),
+        ("other", _phase(frozen, "other")),
+    ]
+    breakdown = [Part(name, ms, _div(ms, s_frozen)) for name, ms in parts]
+    breakdown.append(Part("step − Σ medians", s_frozen - sum(ms for _, ms in parts),
+                          _div(s_frozen - sum(ms for _, ms in parts), s_frozen)))
+    savings = _savings(full, frozen)
+    predicted = _fwd(full) + _bwd(full, n) + _phase(
+        full, "loss_fwd", "loss_bwd", "optimizer", "zero_grad", "other")
+    return FrozenSummary(
+        freeze=n, full_step_ms=s_full, frozen_step_ms=s_frozen,
+        step_ratio=_div(s_frozen, s_full), paper_ratio=(n_units - n) / n_units,
+        predicted_ratio=_div(predicted, s_full), saved_ms=s_full - s_frozen,
+        bwd_over_fwd=_div(_bwd(full), _fwd(full)),
+        breakdown=breakdown, savings=savings, memory=_memory_saved(full, frozen),
+    )
+
+
+def _diff_bytes(full: Run, frozen: Run, key: str) -> int | None:
+    a, b = _mem(full, key), _mem(frozen, key)
+    return a - b if a is not None and b is not None else None
+
+
+def _savings(full: Run, frozen: Run) -> list[Part]:
+    s_saved = full.step_ms.median - frozen.step_ms.median
+    sources = [
+        Part("backward not run", _bwd(full) - _bwd(frozen),
+             bytes=_diff_bytes(full, frozen, "grad_bytes_units_total")),
+        Part("activations not saved (lighter forward)", _fwd(full) - _fwd(frozen),
+             bytes=_diff_bytes(full, frozen, "saved_bytes_total")),
+        Part("smaller optimizer step", _phase(full, "optimizer", "zero_grad")
+             - _phase(frozen, "optimizer", "zero_grad"),
+             bytes=_diff_bytes(full, frozen, "optimizer_state_bytes_units_total")),
+        Part("loss and other phases", _phase(full, "loss_fwd", "loss_bwd", "other")
+             - _phase(frozen, "loss_fwd", "loss_bwd", "other")),
+    ]
+    sources.append(Part("step − Σ medians", s_saved - sum(p.ms for p in sources)))
+    for p in sources:
+        p.share = _div(p.ms, s_saved)
+    return sources
+
+
+def _memory_saved(full: Run, frozen: Run) -> dict[str, dict[str, int | None]]:
+    keys = {
+        "saved activations": "saved_bytes_total",
+        "gradients": "grad_bytes_units_total",
+        "optimizer state": "optimizer_state_bytes_units_total",
+        "peak allocated": "peak_allocated_bytes",
+    }
+    out = {}
+    for label, key in keys.items():
+        a, b = _mem(full, key), _mem(frozen, key)
+        if a is None and b is None:
+            continue
+        out[label] = {"full": a, "frozen": b, "saved": a - b if a is not None and b is not None else None}
+    return out
+
+
+def cached_summary(full: Run, cached: Run, frozen: Run | None) -> CachedSummary:
+    features = cached.extra.get("features_ms")
+    f_n = Stats.from_dict(features).median if isinstance(features, dict) else 0.0
+    h = cached.step_ms.median
+    return CachedSummary(
+        freeze=cached.freeze, features_ms=f_n, step_ms=h,
+        step_ratio=_div(h, full.step_ms.median),
+        frozen_step_ratio=_div(h, frozen.step_ms.median) if frozen else None,
+    )
+
+
+# -- the cost model (DESIGN.md §6) ----------------------------------------------
+
+
+def time_unit(options: ReportOptions, largest_ms: float) -> tuple[str, float]:
+    if not options.scaled:
+        return "ms", 1.0
+    for name, ms in TIME_UNITS:
+        if largest_ms >= ms:
+            return name, ms
+    return "ms", 1.0
+
+
+def cost_row(name: str, formula: str, departs: str, base: float, per_model_classic: float,
+             per_model_transfer: float, ks: list[int], scale: float) -> CostRow:
+    """T_classic(k) = k·c, T_transfer(k) = base + k·p; marginal(k) = T(k) − T(k−1), T(0) = base."""
+    c, p, b = per_model_classic / scale, per_model_transfer / scale, base / scale
+    classic = [k * c for k in ks]
+    transfer = [b + k * p for k in ks]
+    return CostRow(
+        name=name, formula=formula, departs=departs, classic=classic, transfer=transfer,
+        ratio=[_div(t, cl) for t, cl in zip(transfer, classic)],
+        marginal_classic=[c] * len(ks), marginal_transfer=[p] * len(ks),
+        base=b, per_model_classic=c, per_model_transfer=p, limit_ratio=_div(p, c),
+    )
+
+
+def cost_model(report_t: list[float], n_frozen: int, full: Run, frozen: Run | None,
+               cached: CachedSummary | None, options: ReportOptions) -> CostModel:
+    n_units = len(report_t)
+    s, e = options.steps, options.epoch_count
+    se = s * e
+    ks = list(range(1, options.models + 1))
+    t_bar = statistics.fmean(report_t)
+    head, tail = sum(report_t[:n_frozen]), sum(report_t[n_frozen:])
+    s_full = full.step_ms.median
+    unit, scale = time_unit(options, options.models * max(s_full, sum(report_t)) * se)
+    L, N = n_units, n_frozen  # noqa: N806 - the paper's symbols
+    rows = {
+        "paper_uniform": cost_row(
+            "paper_uniform", f"L·k·t̄ | (N + (L−N)·k)·t̄, t̄ = mean t_i, L = {L}, N = {N}",
+            "one t for every layer; the base counts N layers, not a full training; "
+            "phases (loss, optimizer) and frozen forward cost nothing",
+            N * t_bar * se, L * t_bar * se, (L - N) * t_bar * se, ks, scale),
+        "paper_measured_t": cost_row(
+            "paper_measured_t", "k·Σt_i | Σ_(i≤N) t_i + k·Σ_(i>N) t_i",
+            "the paper's layer counting with each layer's measured t_i: the trainable "
+            "tail's real share replaces (L−N)/L; frozen forward still costs nothing",
+            head * se, (head + tail) * se, tail * se, ks, scale),
+    }
+    if frozen is not None:
+        rows["measured"] = cost_row(
+            "measured", "k·s_full | s_full + k·s_frozen (× S·E)",
+            "the base is one full training; each model pays the frozen units' forward, "
+            "the loss and the optimizer every step",
+            s_full * se, s_full * se, frozen.step_ms.median * se, ks, scale)
+    if cached is not None:
+        rows["measured_cached"] = cost_row(
+            "measured_cached", "k·s_full | s_full + k·(S·F_N + S·E·h_N) (× S·E)",
+            "frozen units run once per sample (S·F_N), then only units N+1..L train, E epochs",
+            s_full * se, s_full * se, s * cached.features_ms + se * cached.step_ms, ks, scale)
+    return CostModel(k=ks, unit=unit, ms_per_unit=scale, steps_per_epoch=s, epochs=e, rows=rows)
+
+
+# -- the paper's claims (DESIGN.md §1) ------------------------------------------
+
+
+def claim_uniform(u: Uniformity, names: list[str], t_ms: list[float]) -> Claim:
+    holds = u.cv <= UNIFORM_MAX_CV and u.max_over_min <= UNIFORM_MAX_SPREAD
+    lo = names[t_ms.index(u.min_ms)]
+    hi = names[t_ms.index(u.max_ms)]
+    evidence = (
+        f"t_i spans {u.min_ms:.3g} ms ({lo}) to {u.max_ms:.3g} ms ({hi}), "
+        f"max/min {u.max_over_min:.3g}, CV {u.cv:.2f}; the costliest 5 units take "
+        f"{u.top5_share:.0%} of Σt (5/{len(t_ms)} = {5 / len(t_ms):.0%} if uniform)"
+    )
+    if u.tail_units < len(t_ms):
+        evidence += (f"; the last {u.tail_units} take {u.tail_share:.1%} "
+                     f"vs the paper's {u.paper_tail_share:.1%}")
+    return Claim("uniform_t", "t is uniform across layers", HOLDS if holds else REFUTED, evidence,
+                 {"cv": u.cv, "max_over_min": u.max_over_min, "top5_share": u.top5_share,
+                  "tail_share": u.tail_share, "paper_tail_share": u.paper_tail_share})
+
+
+def claim_per_model(f: FrozenSummary | None, n_units: int, n_frozen: int) -> Claim:
+    text = (f"freezing {n_frozen or 'N'} of {n_units} layers cuts a model's training cost "
+            f"to {n_units - n_frozen}/{n_units}" if n_frozen else
+            "freezing N of L layers cuts a model's training cost to (L−N)/L")
+    if f is None:
+        return Claim("per_model_cost", text, NOT_MEASURED,
+                     "needs a frozen run: profile with --freeze N (--mode both or all)")
+    holds = abs(f.step_ratio / f.paper_ratio - 1) <= RATIO_TOLERANCE
+    fwd_frozen = f.breakdown[0]
+    evidence = (
+        f"frozen/full step = {f.step_ratio:.3f} vs {f.paper_ratio:.3f}; frozen units still run "
+        f"their forward every step ({fwd_frozen.ms:.3g} ms, {fwd_frozen.share:.0%} of the frozen "
+        f"step) and backward is {f.bwd_over_fwd:.2f}× forward, so forward-all + backward-tail "
+        f"predicts {f.predicted_ratio:.3f}"
+    )
+    return Claim("per_model_cost", text, HOLDS if holds else REFUTED, evidence,
+                 {"step_ratio": f.step_ratio, "paper_ratio": f.paper_ratio,
+                  "predicted_ratio": f.predicted_ratio, "frozen_forward_share": fwd_frozen.share})
+
+
+def claim_growth(cm: CostModel) -> Claim:
+    best = cm.rows.get("measured") or cm.rows["paper_measured_t"]
+    ks = cm.k
+    evidence = (
+        f"T_transfer(k) = {best.base:.4g} + k·{best.per_model_transfer:.4g} {cm.unit} "
+        f"({best.name}) is affine in k: every extra model costs the same "
+        f"{best.per_model_transfer:.4g} {cm.unit}; T_transfer/T_classic falls from "
+        f"{best.ratio[0]:.3f} (k=1) to {best.ratio[-1]:.3f} (k={ks[-1]}) and tends to "
+        f"{best.limit_ratio:.3f}, not to 0; log T grows like log k only because T is linear"
+    )
+    numbers = {name: {"marginal": row.per_model_transfer, "limit_ratio": row.limit_ratio}
+               for name, row in cm.rows.items()}
+    return Claim("logarithmic_growth", "the growth in k is logarithmic", REFUTED, evidence, numbers)
+
+
+def example(full: Run, frozen: Run | None, cached: CachedSummary | None, t_ms: list[float],
+            n_frozen: int, options: ReportOptions) -> dict[str, dict[str, float]]:
+    """The 3-model example in the paper's units: one model from scratch = L hours (t = 1 h)."""
+    n_units, k = len(t_ms), PAPER_K
+    hours = float(n_units)  # a full training, in the paper's units
+    out = {"paper": {"classic": hours * k, "transfer": float(n_frozen + (n_units - n_frozen) * k)}}
+    total = sum(t_ms)
+    out["measured_t"] = {"classic": hours * k,
+                         "transfer": hours * (sum(t_ms[:n_frozen]) + k * sum(t_ms[n_frozen:])) / total}
+    s_full = full.step_ms.median
+    if frozen is not None:
+        out["measured_step"] = {"classic": hours * k,
+                                "transfer": hours * (1 + k * frozen.step_ms.median / s_full)}
+    if cached is not None:
+        per_model = cached.features_ms / options.epoch_count + cached.step_ms
+        out["measured_cached"] = {"classic": hours * k, "transfer": hours * (1 + k * per_model / s_full)}
+    return out
+
+
+def claim_example(ex: dict[str, dict[str, float]], n_units: int, n_frozen: int) -> Claim:
+    text = (f"{PAPER_L * PAPER_K} h vs {PAPER_N + (PAPER_L - PAPER_N) * PAPER_K} h for "
+            f"{PAPER_K} models (t = 1 h)")
+    if not n_frozen:
+        return Claim("three_models", text, NOT_MEASURED, "needs --freeze N", ex)
+    paper = ex["paper"]["transfer"]
+    key = "measured_step" if "measured_step" in ex else "measured_t"
+    holds = abs(ex[key]["transfer"] / paper - 1) <= RATIO_TOLERANCE
+    parts = [f"with L = {n_units}, N = {n_frozen}: paper {ex['paper']['classic']:.0f} h vs {paper:.0f} h"]
+    labels = {"measured_t": "measured t_i", "measured_step": "measured step times",
+              "measured_cached": "cached features"}
+    for name, label in labels.items():
+        if name in ex:
+            parts.append(f"{label} {ex[name]['classic']:.0f} h vs {ex[name]['transfer']:.1f} h")
+    return Claim("three_models", text, HOLDS if holds else REFUTED, "; ".join(parts), ex)
+
+
+# -- the whole report -----------------------------------------------------------
+
+
+def _freeze_depth(profile: Profile) -> int:
+    for name in ("frozen", "cached"):
+        if name in profile.runs:
+            return profile.runs[name].freeze
+    return int(profile.meta.get("freeze") or 0)
+
+
+def build_report(profile: Profile, options: ReportOptions | None = None) -> Report:
+    options = options or ReportOptions()
+    options.validate()
+    full = profile.runs.get("full")
+    if full is None:
+        raise TlprofError("the report needs the full run: profile with --mode full, both or all")
+    if len(full.units) != len(profile.units) or not full.units:
+        raise TlprofError("the run document's units do not match its full run")
+    n_units = len(profile.units)
+    n_frozen = _freeze_depth(profile)
+    frozen, cached_run = profile.runs.get("frozen"), profile.runs.get("cached")
+    units = unit_rows(profile, full, n_frozen)
+    t_ms = [u.t_ms for u in units]
+    names = [u.name for u in units]
+    s_full = full.step_ms.median
+    fz = frozen_summary(full, frozen, n_units) if frozen else None
+    cz = cached_summary(full, cached_run, frozen) if cached_run else None
+    uni = uniformity(t_ms, names, n_frozen)
+    cm = cost_model(t_ms, n_frozen, full, frozen, cz, options)
+    ex = example(full, frozen, cz, t_ms, n_frozen, options)
+    claims = [
+        claim_uniform(uni, names, t_ms),
+        claim_per_model(fz, n_units, n_frozen),
+        claim_growth(cm),
+        claim_example(ex, n_units, n_frozen),
+    ]
+    return Report(
+        source=_source(profile), options=options, n_units=n_units, freeze=n_frozen,
+        full_step_ms=s_full, t_ms=t_ms, units=units,
+        blocks=rollup(units, "block", s_full), stages=rollup(units, "stage", s_full),
+        uniformity=uni, frozen=fz, cached=cz, cost_model=cm, claims=claims,
+        notes=_notes(profile, full, frozen),
+    )
+
+
+def _source(profile: Profile) -> dict[str, Any]:
+    keys = ("arch", "model", "device", "device_name", "torch_version", "batch_size",
+            "input_shape", "precision", "optimizer", "steps", "warmup", "created")
+    return {k: profile.meta[k] for k in keys if k in profile.meta}
+
+
+def _notes(profile: Profile, full: Run, frozen: Run | None) -> list[str]:
+    notes = []
+    noisy = [name for name, run in profile.runs.items() if run.step_ms.noisy]
+    if noisy:
+        notes.append(f"noisy step time (IQR > 10% of median) in: {', '.join(noisy)}; "
+                     "more --steps would steady it")
+    for name, run in profile.runs.items():
+        if run.overhead_ratio > OVERHEAD_NOTE:
+            notes.append(f"{name} run: instrumented/plain step = {run.overhead_ratio:.2f}, so its "
+                         f"figures carry the profiler's hooks (plain step "
+                         f"{run.plain_step_ms.median:.3g} ms vs {run.step_ms.median:.3g} ms)")
+    if frozen is None:
+        notes.append("no frozen run: the measured cost-model row and claim 2 need --freeze N")
+    if str(profile.meta.get("device", "")).startswith("cpu"):
+        notes.append("measured on a CPU: ratios differ from a GPU's (DESIGN.md §1 expects "
+                     "0.35–0.45 on a GPU)")
+    return notes

@@ -1,0 +1,190 @@
+"""Two run documents side by side: per run, the step, its phases and every unit, with deltas."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from tlprof.reports.builder import finite
+from tlprof.reports.markdown import md_table
+from tlprof.reports.text import fmt_num, fmt_ratio
+from tlprof.session import Profile, Run
+
+SCHEMA = "tlprof.compare/1"
+
+
+@dataclass
+class Delta:
+    """One figure in A and in B (ms), by kind: step, phase, units (sums) or unit."""
+
+    kind: str
+    name: str
+    a_ms: float
+    b_ms: float
+    index: int | None = None
+    a_fwd_ms: float | None = None
+    a_bwd_ms: float | None = None
+    b_fwd_ms: float | None = None
+    b_bwd_ms: float | None = None
+
+    @property
+    def delta_ms(self) -> float:
+        return self.b_ms - self.a_ms
+
+    @property
+    def ratio(self) -> float:
+        return self.b_ms / self.a_ms if self.a_ms else float("nan")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "delta_ms": self.delta_ms, "ratio": self.ratio}
+
+
+@dataclass
+class RunComparison:
+    run: str
+    summary: list[Delta]  # step, phases, units' forward and backward totals
+    units: list[Delta] | None  # None when the two documents' units differ
+
+
+@dataclass
+class Comparison:
+    label_a: str
+    label_b: str
+    runs: list[RunComparison]
+    only_in_a: list[str] = field(default_factory=list)
+    only_in_b: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return finite({
+            "schema": SCHEMA, "a": self.label_a, "b": self.label_b,
+            "runs": {rc.run: {"summary": [d.to_dict() for d in rc.summary],
+                              "units": None if rc.units is None else [d.to_dict() for d in rc.units]}
+                     for rc in self.runs},
+            "only_in_a": self.only_in_a, "only_in_b": self.only_in_b, "notes": self.notes,
+        })
+
+
+def _summary(a: Run, b: Run) -> list[Delta]:
+    rows = [Delta("step", "step", a.step_ms.median, b.step_ms.median)]
+    for key in a.phases:
+        if key in b.phases:
+            name = key.removesuffix("_ms")
+            rows.append(Delta("phase", name, a.phases[key].median, b.phases[key].median))
+    for kind, attr in (("units", "fwd_ms"), ("units", "bwd_ms")):
+        name = "units forward" if attr == "fwd_ms" else "units backward"
+        rows.append(Delta(kind, name, sum(getattr(u, attr).median for u in a.units),
+                          sum(getattr(u, attr).median for u in b.units)))
+    rows.append(Delta("plain", "plain step (no hooks)", a.plain_step_ms.median, b.plain_step_ms.median))
+    return rows
+
+
+def _units(names: list[str], a: Run, b: Run) -> list[Delta]:
+    out = []
+    for name, ua, ub in zip(names, a.units, b.units):
+        fa, ba, fb, bb = ua.fwd_ms.median, ua.bwd_ms.median, ub.fwd_ms.median, ub.bwd_ms.median
+        out.append(Delta("unit", name, fa + ba, fb + bb, ua.index, fa, ba, fb, bb))
+    return out
+
+
+def compare(a: Profile, b: Profile, label_a: str = "A", label_b: str = "B") -> Comparison:
+    names_a = [u["name"] for u in a.units]
+    same_units = names_a == [u["name"] for u in b.units]
+    runs = [RunComparison(name, _summary(a.runs[name], b.runs[name]),
+                          _units(names_a, a.runs[name], b.runs[name]) if same_units else None)
+            for name in a.runs if name in b.runs]
+    notes = []
+    if not same_units:
+        notes.append(f"the units differ ({len(a.units)} vs {len(b.units)}): per-unit rows left out")
+    freeze_a = {n: r.freeze for n, r in a.runs.items()}
+    freeze_b = {n: r.freeze for n, r in b.runs.items()}
+    for name in freeze_a.keys() & freeze_b.keys():
+        if freeze_a[name] != freeze_b[name]:
+            notes.append(f"{name} run: freeze {freeze_a[name]} in A, {freeze_b[name]} in B")
+    return Comparison(label_a, label_b, runs,
+                      only_in_a=[n for n in a.runs if n not in b.runs],
+                      only_in_b=[n for n in b.runs if n not in a.runs], notes=sorted(notes))
+
+
+# -- renderers ------------------------------------------------------------------
+
+
+def _delta_cells(d: Delta) -> list[str]:
+    return [fmt_num(d.a_ms), fmt_num(d.b_ms), f"{d.delta_ms:+.3g}", fmt_ratio(d.ratio)]
+
+
+def _legend(c: Comparison) -> str:
+    return f"A = {c.label_a}, B = {c.label_b}; ms per step (medians); Δ = B − A"
+
+
+def compare_view(c: Comparison) -> Group:
+    parts: list = [Text(_legend(c), style="bold")]
+    for rc in c.runs:
+        t = Table(title=f"{rc.run} run", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in ("", "A", "B", "Δ ms", "B/A"):
+            t.add_column(col, justify="left" if not col else "right")
+        for d in rc.summary:
+            t.add_row(d.name, *_delta_cells(d))
+        parts.append(t)
+        if rc.units:
+            u = Table(title=f"{rc.run} run, per unit (t = fwd + bwd)", title_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
+            for col in ("#", "unit", "A fwd", "A bwd", "B fwd", "B bwd", "A t", "B t", "Δ ms", "B/A"):
+                u.add_column(col, justify="left" if col == "unit" else "right")
+            for d in rc.units:
+                u.add_row(str(d.index), d.name, *(fmt_num(v) for v in (
+                    d.a_fwd_ms, d.a_bwd_ms, d.b_fwd_ms, d.b_bwd_ms)), *_delta_cells(d))
+            parts.append(u)
+    parts += [Text(f"note: {n}", style="dim") for n in _extra_notes(c)]
+    return Group(*parts)
+
+
+def _extra_notes(c: Comparison) -> list[str]:
+    notes = list(c.notes)
+    if c.only_in_a:
+        notes.append(f"runs only in A: {', '.join(c.only_in_a)}")
+    if c.only_in_b:
+        notes.append(f"runs only in B: {', '.join(c.only_in_b)}")
+    return notes
+
+
+def compare_markdown(c: Comparison) -> str:
+    parts = [f"# Compare: {_legend(c)}"]
+    for rc in c.runs:
+        parts.append(f"## {rc.run} run")
+        parts.append(md_table(["figure", "A", "B", "Δ ms", "B/A"],
+                              [[d.name, *_delta_cells(d)] for d in rc.summary]))
+        if rc.units:
+            parts.append(md_table(
+                ["#", "unit", "A fwd", "A bwd", "B fwd", "B bwd", "A t", "B t", "Δ ms", "B/A"],
+                [[str(d.index), d.name, *(fmt_num(v) for v in (
+                    d.a_fwd_ms, d.a_bwd_ms, d.b_fwd_ms, d.b_bwd_ms)), *_delta_cells(d)]
+                 for d in rc.units]))
+    parts += [f"- {n}" for n in _extra_notes(c)]
+    return "\n\n".join(parts) + "\n"
+
+
+CSV_FIELDS = ("run", "kind", "index", "name", "a_ms", "b_ms", "delta_ms", "ratio",
+              "a_fwd_ms", "a_bwd_ms", "b_fwd_ms", "b_bwd_ms")
+
+
+def compare_csv(c: Comparison) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for rc in c.runs:
+        for d in rc.summary + (rc.units or []):
+            row = {**d.to_dict(), "run": rc.run}
+            w.writerow(["" if row[f] is None else row[f] for f in CSV_FIELDS])
+    return buf.getvalue()
+
+
+def compare_json(c: Comparison) -> str:
+    return json.dumps(c.to_dict(), indent=1, ensure_ascii=False) + "\n"

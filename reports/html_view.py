@@ -1,0 +1,139 @@
+"""The report as one self-contained HTML page: inline CSS, the plots as inline SVG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+from tlprof.reports.builder import HOLDS, REFUTED, Report
+from tlprof.reports.svg import report_plots
+from tlprof.reports.text import (
+    ROW_TITLES,
+    cached_lines,
+    fmt_bytes,
+    fmt_num,
+    fmt_pct,
+    fmt_ratio,
+    headline,
+    section_titles,
+    uniformity_lines,
+    unit_cells,
+    unit_columns,
+)
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 13px; }
+th, td { padding: 2px 8px; border-bottom: 1px solid #e4e4e4; }
+th { background: #f4f4f4; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.holds { color: #1a7f37; font-weight: bold; }
+.refuted { color: #c62828; font-weight: bold; }
+.dim { color: #777; }
+figure { margin: 0.5em 0 1.5em; }
+"""
+
+VERDICT_CLASS = {HOLDS: "holds", REFUTED: "refuted"}
+
+
+def _is_num(text: str) -> bool:
+    return text[:1].isdigit() or text[:1] in "-–" and text[1:2].isdigit()
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[str]], raw_cols: Sequence[int] = ()) -> str:
+    out = ["<table>", "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr>"]
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            text = cell if i in raw_cols else escape(cell)
+            cls = ' class="num"' if _is_num(cell) else ""
+            cells.append(f"<td{cls}>{text}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _frozen_html(report: Report) -> str:
+    f = report.frozen
+    if f is None:
+        return '<p class="dim">Not measured: profile with <code>--freeze N</code>.</p>'
+    return "\n".join([
+        f"<p>Frozen/full step: {fmt_num(f.frozen_step_ms)} / {fmt_num(f.full_step_ms)} ms = "
+        f"<b>{fmt_ratio(f.step_ratio)}</b> (paper: {fmt_ratio(f.paper_ratio)}; forward-all + "
+        f"backward-tail estimate from the full run: {fmt_ratio(f.predicted_ratio)}).</p>",
+        "<h3>Where the frozen step's time goes</h3>",
+        html_table(["part", "ms", "share"],
+                   [[p.name, fmt_num(p.ms), fmt_pct(p.share)] for p in f.breakdown]),
+        f"<h3>Where the saving of {fmt_num(f.saved_ms)} ms per step comes from</h3>",
+        html_table(["source", "ms", "share", "bytes"],
+                   [[p.name, fmt_num(p.ms), fmt_pct(p.share),
+                     "-" if p.bytes is None else fmt_bytes(p.bytes)] for p in f.savings]),
+        "<h3>Memory, full → frozen</h3>",
+        html_table(["figure", "full", "frozen", "saved"],
+                   [[k, fmt_bytes(m["full"]), fmt_bytes(m["frozen"]), fmt_bytes(m["saved"])]
+                    for k, m in f.memory.items()]),
+    ])
+
+
+def _cost_html(report: Report) -> str:
+    cm = report.cost_model
+    header = ["k"]
+    for name in cm.rows:
+        title = ROW_TITLES.get(name, name)
+        header += [f"{title}: classic", "transfer", "ratio"]
+    rows = []
+    for i, k in enumerate(cm.k):
+        row = [str(k)]
+        for r in cm.rows.values():
+            row += [fmt_num(r.classic[i]), fmt_num(r.transfer[i]), fmt_ratio(r.ratio[i])]
+        rows.append(row)
+    summary = html_table(
+        ["row", "formula", "per model, classic", "per model, transfer", "base", "ratio k→∞",
+         "departs from the paper"],
+        [[ROW_TITLES.get(n, n), r.formula, fmt_num(r.per_model_classic),
+          fmt_num(r.per_model_transfer), fmt_num(r.base), fmt_ratio(r.limit_ratio), r.departs]
+         for n, r in cm.rows.items()])
+    return summary + "\n" + html_table(header, rows)
+
+
+def _claims_html(report: Report) -> str:
+    rows = [[str(i), c.claim,
+             f'<span class="{VERDICT_CLASS.get(c.verdict, "dim")}">{escape(c.verdict)}</span>',
+             c.evidence] for i, c in enumerate(report.claims, 1)]
+    return html_table(["#", "the paper says", "verdict", "measured"], rows, raw_cols=(2,))
+
+
+def _figure(svg: str) -> str:
+    return f"<figure>{svg}</figure>"
+
+
+def render_html(report: Report) -> str:
+    t = section_titles(report)
+    plots = report_plots(report)
+    body = [
+        f"<h1>{escape(headline(report))}</h1>",
+        f"<h2>{escape(t['units'])}</h2>",
+        _figure(plots["units_full"]),
+        _figure(plots["units_frozen"]) if "units_frozen" in plots else "",
+        _figure(plots["cumulative_share"]),
+        html_table(unit_columns(report), [unit_cells(report, r) for r in report.rows()]),
+        f"<h3>{escape(t['uniformity'])}</h3>",
+        html_table(["figure", "value"], uniformity_lines(report)),
+        f"<h2>{escape(t['frozen'])}</h2>",
+        _frozen_html(report),
+    ]
+    if report.cached is not None:
+        body += [f"<h3>{escape(t['cached'])}</h3>", html_table(["figure", "value"], cached_lines(report))]
+    body += [
+        f"<h2>{escape(t['cost'])}</h2>", _figure(plots["cost_model"]), _cost_html(report),
+        f"<h2>{escape(t['claims'])}</h2>", _claims_html(report),
+    ]
+    if report.notes:
+        body.append("<ul class=\"dim\">" + "".join(f"<li>{escape(n)}</li>" for n in report.notes)
+                    + "</ul>")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{escape(headline(report))}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(part for part in body if part)
+        + "\n</body>\n</html>\n"
+    )

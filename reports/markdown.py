@@ -1,0 +1,107 @@
+"""The report as Markdown: headings and pipe tables, every unit and every k."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from tlprof.reports.builder import Report
+from tlprof.reports.text import (
+    ROW_TITLES,
+    cached_lines,
+    fmt_bytes,
+    fmt_num,
+    fmt_pct,
+    fmt_ratio,
+    headline,
+    section_titles,
+    uniformity_lines,
+    unit_cells,
+    unit_columns,
+)
+
+RIGHT = {"#", "fwd ms", "bwd ms", "t ms", "share", "cum", "frozen fwd", "frozen bwd", "cached fwd",
+         "cached bwd", "saved", "ms", "bytes", "full", "frozen", "classic", "transfer", "ratio",
+         "marginal", "k", "A", "B", "Δ ms", "B/A", "A fwd", "A bwd", "B fwd", "B bwd", "A t", "B t"}
+
+
+class Md(str):
+    """Text that is already Markdown: left as it is by ``md_table``."""
+
+
+def md_escape(text: str) -> str:
+    if isinstance(text, Md):
+        return text
+    return text.replace("|", "\\|").replace("*", "\\*")
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]],
+             right: Collection[str] = RIGHT) -> str:
+    align = ["---:" if h in right else "---" for h in header]
+    lines = ["| " + " | ".join(md_escape(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def units_md(report: Report) -> str:
+    rows = [unit_cells(report, r) for r in report.rows()]
+    return md_table(unit_columns(report), rows)
+
+
+def frozen_md(report: Report) -> str:
+    f = report.frozen
+    if f is None:
+        return "Not measured: profile with `--freeze N`."
+    parts = [
+        f"Frozen/full step: {fmt_num(f.frozen_step_ms)} / {fmt_num(f.full_step_ms)} ms = "
+        f"**{fmt_ratio(f.step_ratio)}** (paper: {fmt_ratio(f.paper_ratio)}; forward-all + "
+        f"backward-tail estimate from the full run: {fmt_ratio(f.predicted_ratio)}).",
+        "Where the frozen step's time goes:",
+        md_table(["part", "ms", "share"],
+                 [[p.name, fmt_num(p.ms), fmt_pct(p.share)] for p in f.breakdown]),
+        f"Where the saving of {fmt_num(f.saved_ms)} ms per step comes from:",
+        md_table(["source", "ms", "share", "bytes"],
+                 [[p.name, fmt_num(p.ms), fmt_pct(p.share),
+                   "-" if p.bytes is None else fmt_bytes(p.bytes)] for p in f.savings]),
+        "Memory, full → frozen:",
+        md_table(["figure", "full", "frozen", "saved"],
+                 [[k, fmt_bytes(m["full"]), fmt_bytes(m["frozen"]), fmt_bytes(m["saved"])]
+                  for k, m in f.memory.items()]),
+    ]
+    return "\n\n".join(parts)
+
+
+def cost_md(report: Report) -> str:
+    cm = report.cost_model
+    parts = []
+    for name, row in cm.rows.items():
+        rows = [[str(k), fmt_num(row.classic[i]), fmt_num(row.transfer[i]), fmt_ratio(row.ratio[i]),
+                 fmt_num(row.marginal_transfer[i])] for i, k in enumerate(cm.k)]
+        parts.append(
+            f"**{ROW_TITLES.get(name, name)}** (`{name}`): {row.formula}. "
+            f"Departs from the paper: {row.departs}. Per model: classic {fmt_num(row.per_model_classic)}, "
+            f"transfer {fmt_num(row.per_model_transfer)} {cm.unit}; "
+            f"ratio → {fmt_ratio(row.limit_ratio)} as k grows.\n\n"
+            + md_table(["k", "classic", "transfer", "ratio", "marginal"], rows)
+        )
+    return "\n\n".join(parts)
+
+
+def claims_md(report: Report) -> str:
+    rows = [[str(i), c.claim, Md(f"**{c.verdict}**"), c.evidence] for i, c in enumerate(report.claims, 1)]
+    return md_table(["#", "the paper says", "verdict", "measured"], rows)
+
+
+def render_markdown(report: Report) -> str:
+    t = section_titles(report)
+    parts = [
+        f"# {headline(report)}",
+        f"## {t['units']}", units_md(report),
+        f"### {t['uniformity']}", md_table(["figure", "value"], uniformity_lines(report)),
+        f"## {t['frozen']}", frozen_md(report),
+    ]
+    if report.cached is not None:
+        parts += [f"### {t['cached']}", md_table(["figure", "value"], cached_lines(report))]
+    parts += [f"## {t['cost']}", cost_md(report), f"## {t['claims']}", claims_md(report)]
+    if report.notes:
+        parts.append("\n".join(f"- {n}" for n in report.notes))
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,162 @@
+"""The report as rich renderables: one per section, the whole report a ``Group``."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from tlprof.errors import TlprofError
+from tlprof.reports.builder import HOLDS, REFUTED, Report, ReportOptions, build_report
+from tlprof.reports.text import (
+    ROW_TITLES,
+    cached_lines,
+    fmt_bytes,
+    fmt_num,
+    fmt_pct,
+    fmt_ratio,
+    headline,
+    section_titles,
+    shown_ks,
+    uniformity_lines,
+    unit_cells,
+    unit_columns,
+)
+from tlprof.session import Profile
+
+VERDICT_STYLE = {HOLDS: "green", REFUTED: "bold red"}
+LEFT_COLUMNS = {"unit", "block", "stage", "train"}
+TERMINAL_DROPS = {"saved"}  # per-unit saved bytes: in the profile table and the other formats
+
+
+def _table(title: str, **kwargs) -> Table:
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                 padding=(0, 0, 0, 1), **kwargs)
+
+
+def _pairs(title: str, pairs: list[tuple[str, str]]) -> Table:
+    table = _table(title, show_header=False)
+    table.add_column("", no_wrap=True)
+    table.add_column("")
+    for key, value in pairs:
+        table.add_row(key, value)
+    return table
+
+
+def units_section(report: Report) -> Table:
+    table = _table(section_titles(report)["units"])
+    columns = unit_columns(report)
+    keep = [i for i, col in enumerate(columns) if col not in TERMINAL_DROPS]
+    rows = [[cells[i] for i in keep] for cells in (unit_cells(report, r) for r in report.rows())]
+    for i, col in enumerate(columns[i] for i in keep):
+        if col in LEFT_COLUMNS:
+            table.add_column(col, no_wrap=True)
+        else:
+            widest = max((len(r[i]) for r in rows), default=1)
+            table.add_column(col.replace(" ", "\n"), justify="right", no_wrap=True, min_width=widest)
+    for cells in rows:
+        table.add_row(*cells)
+    return table
+
+
+def uniformity_section(report: Report) -> Table:
+    return _pairs(section_titles(report)["uniformity"], uniformity_lines(report))
+
+
+def frozen_section(report: Report) -> RenderableType:
+    f = report.frozen
+    title = section_titles(report)["frozen"]
+    if f is None:
+        return Text(f"{title}: not measured (profile with --freeze N)", style="dim")
+    head = Text(
+        f"{title}\nfrozen/full step: {fmt_num(f.frozen_step_ms)} / {fmt_num(f.full_step_ms)} ms = "
+        f"{fmt_ratio(f.step_ratio)} (paper: {fmt_ratio(f.paper_ratio)}; forward-all + "
+        f"backward-tail estimate from the full run: {fmt_ratio(f.predicted_ratio)})"
+    )
+    where = _table("Where the frozen step's time goes")
+    for col in ("part", "ms", "share"):
+        where.add_column(col, justify="left" if col == "part" else "right")
+    for p in f.breakdown:
+        where.add_row(p.name, fmt_num(p.ms), fmt_pct(p.share))
+    saving = _table(f"Where the saving of {fmt_num(f.saved_ms)} ms per step comes from")
+    for col in ("source", "ms", "share", "bytes"):
+        saving.add_column(col, justify="left" if col == "source" else "right")
+    for p in f.savings:
+        saving.add_row(p.name, fmt_num(p.ms), fmt_pct(p.share),
+                       "-" if p.bytes is None else fmt_bytes(p.bytes))
+    memory = _table("Memory, full → frozen")
+    for col in ("figure", "full", "frozen", "saved"):
+        memory.add_column(col, justify="left" if col == "figure" else "right")
+    for name, m in f.memory.items():
+        memory.add_row(name, *(fmt_bytes(m[k]) for k in ("full", "frozen", "saved")))
+    return Group(head, where, saving, memory)
+
+
+def cached_section(report: Report) -> RenderableType:
+    if report.cached is None:
+        return Group()
+    return _pairs(section_titles(report)["cached"], cached_lines(report))
+
+
+def cost_section(report: Report, limit: int = 6) -> Table:
+    cm = report.cost_model
+    ks = shown_ks(cm.k, limit)
+    idx = [cm.k.index(k) for k in ks]
+    rows: list[list[str]] = []
+    for name, row in cm.rows.items():
+        rows.append([ROW_TITLES.get(name, name), "classic", *(fmt_num(row.classic[i]) for i in idx),
+                     fmt_num(row.per_model_classic), ""])
+        rows.append(["", "transfer", *(fmt_num(row.transfer[i]) for i in idx),
+                     fmt_num(row.per_model_transfer), ""])
+        rows.append(["", "ratio", *(fmt_ratio(row.ratio[i]) for i in idx), "",
+                     fmt_ratio(row.limit_ratio)])
+    table = _table(section_titles(report)["cost"])
+    headers = ["row", "", *(f"k={k}" for k in ks), "per\nmodel", "k→∞"]
+    for i, header in enumerate(headers):
+        widest = max(len(r[i]) for r in rows)
+        table.add_column(header, justify="left" if i < 2 else "right", no_wrap=i > 0,
+                         min_width=widest if i > 0 else None)
+    for n, cells in enumerate(rows):
+        table.add_row(*cells, end_section=n % 3 == 2)
+    return table
+
+
+def claims_section(report: Report) -> Table:
+    table = _table(section_titles(report)["claims"], show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("the paper says")
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("measured")
+    for i, c in enumerate(report.claims, 1):
+        table.add_row(str(i), c.claim, Text(c.verdict, style=VERDICT_STYLE.get(c.verdict, "dim")),
+                      c.evidence, end_section=True)
+    return table
+
+
+def notes_section(report: Report) -> RenderableType:
+    if not report.notes:
+        return Group()
+    return Text("\n".join(f"note: {n}" for n in report.notes), style="dim")
+
+
+def report_view(report: Report) -> Group:
+    return Group(
+        Text(headline(report), style="bold"),
+        units_section(report),
+        uniformity_section(report),
+        frozen_section(report),
+        cached_section(report),
+        cost_section(report),
+        claims_section(report),
+        notes_section(report),
+    )
+
+
+def compact_view(profile: Profile) -> RenderableType:
+    """What ``tlprof profile`` prints after its table: the cost model at k ≤ 3 and the verdicts."""
+    try:
+        report = build_report(profile, ReportOptions(models=3))
+    except TlprofError as exc:
+        return Text(f"no report: {exc}", style="dim")
+    return Group(cost_section(report), claims_section(report))

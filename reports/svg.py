@@ -1,0 +1,182 @@
+"""Small inline-SVG charts for the HTML report and ``--plots``: no plotting library needed.
+
+Each function returns one self-contained ``<svg>`` element as a string.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+from tlprof.reports.builder import Report
+
+WIDTH, HEIGHT = 960, 300
+MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 60, 300, 30, 40
+PALETTE = ("#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2", "#97bbf5")
+
+
+@dataclass
+class Series:
+    name: str
+    values: Sequence[float]
+    color: str
+    dashed: bool = False
+
+
+def nice_max(x: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 × 10^n at or above ``x`` (1 for nothing to show)."""
+    if not x > 0 or not math.isfinite(x):
+        return 1.0
+    exp = 10 ** math.floor(math.log10(x))
+    for m in (1, 2, 2.5, 5, 10):
+        if m * exp >= x * (1 - 1e-12):
+            return m * exp
+    return 10 * exp
+
+
+def _fmt_tick(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
+def _frame(title: str, y_label: str, y_max: float, x_label: str) -> list[str]:
+    plot_w, plot_h = WIDTH - MARGIN_L - MARGIN_R, HEIGHT - MARGIN_T - MARGIN_B
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="11">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{MARGIN_L}" y="18" font-size="13" font-weight="bold">{escape(title)}</text>',
+    ]
+    for i in range(5):
+        v = y_max * i / 4
+        y = MARGIN_T + plot_h * (1 - i / 4)
+        out.append(f'<line x1="{MARGIN_L}" x2="{MARGIN_L + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
+                   f'stroke="#ddd"/>')
+        out.append(f'<text x="{MARGIN_L - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt_tick(v)}</text>')
+    out.append(f'<text x="14" y="{MARGIN_T + plot_h / 2:.0f}" text-anchor="middle" '
+               f'transform="rotate(-90 14 {MARGIN_T + plot_h / 2:.0f})">{escape(y_label)}</text>')
+    out.append(f'<text x="{MARGIN_L + plot_w / 2:.0f}" y="{HEIGHT - 6}" text-anchor="middle">'
+               f"{escape(x_label)}</text>")
+    return out
+
+
+def _legend(series: Sequence[Series]) -> list[str]:
+    x = WIDTH - MARGIN_R + 12
+    out = []
+    for i, s in enumerate(series):
+        y = MARGIN_T + 6 + 16 * i
+        dash = ' stroke-dasharray="5 3"' if s.dashed else ""
+        out.append(f'<line x1="{x}" x2="{x + 18}" y1="{y}" y2="{y}" stroke="{s.color}" '
+                   f'stroke-width="3"{dash}/>')
+        out.append(f'<text x="{x + 24}" y="{y + 4}">{escape(s.name)}</text>')
+    return out
+
+
+def stacked_bars(title: str, labels: Sequence[str], stacks: Sequence[Series], y_label: str,
+                 x_label: str = "unit") -> str:
+    """One bar per label, the series stacked bottom to top."""
+    totals = [sum(s.values[i] for s in stacks) for i in range(len(labels))]
+    y_max = nice_max(max(totals, default=0.0))
+    plot_w, plot_h = WIDTH - MARGIN_L - MARGIN_R, HEIGHT - MARGIN_T - MARGIN_B
+    step = plot_w / max(len(labels), 1)
+    out = _frame(title, y_label, y_max, x_label)
+    for i, label in enumerate(labels):
+        base = 0.0
+        x = MARGIN_L + i * step + step * 0.1
+        for s in stacks:
+            v = max(s.values[i], 0.0)
+            h = plot_h * v / y_max
+            y = MARGIN_T + plot_h * (1 - (base + v) / y_max)
+            out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{step * 0.8:.1f}" height="{h:.1f}" '
+                       f'fill="{s.color}"><title>{escape(label)} {escape(s.name)}: '
+                       f"{v:.3g}</title></rect>")
+            base += v
+    out += _legend(stacks)
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def line_chart(title: str, xs: Sequence[float], series: Sequence[Series], y_label: str,
+               x_label: str) -> str:
+    finite_values = [v for s in series for v in s.values if math.isfinite(v)]
+    y_max = nice_max(max(finite_values, default=0.0))
+    plot_w, plot_h = WIDTH - MARGIN_L - MARGIN_R, HEIGHT - MARGIN_T - MARGIN_B
+    x0, x1 = min(xs), max(xs)
+    span = (x1 - x0) or 1.0
+
+    def px(x: float) -> float:
+        return MARGIN_L + plot_w * (x - x0) / span
+
+    def py(y: float) -> float:
+        return MARGIN_T + plot_h * (1 - y / y_max)
+
+    out = _frame(title, y_label, y_max, x_label)
+    for x in sorted({xs[0], xs[len(xs) // 2], xs[-1]}):
+        out.append(f'<text x="{px(x):.1f}" y="{HEIGHT - MARGIN_B + 14}" text-anchor="middle">'
+                   f"{_fmt_tick(x)}</text>")
+    for s in series:
+        points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xs, s.values)
+                          if math.isfinite(y))
+        dash = ' stroke-dasharray="5 3"' if s.dashed else ""
+        out.append(f'<polyline points="{points}" fill="none" stroke="{s.color}" '
+                   f'stroke-width="2"{dash}><title>{escape(s.name)}</title></polyline>')
+    out += _legend(series)
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+# -- the report's plots -----------------------------------------------------------
+
+
+def unit_bars(report: Report, run: str) -> str | None:
+    rows = report.units
+    if run == "full":
+        fwd, bwd = [r.fwd_ms for r in rows], [r.bwd_ms for r in rows]
+    elif run == "frozen" and report.frozen is not None:
+        fwd = [r.frozen_fwd_ms or 0.0 for r in rows]
+        bwd = [r.frozen_bwd_ms or 0.0 for r in rows]
+    else:
+        return None
+    labels = [f"{r.first} {r.name}" for r in rows]
+    return stacked_bars(f"Per unit, {run} run (median ms per step)", labels,
+                        [Series("forward", fwd, PALETTE[0]), Series("backward", bwd, PALETTE[2])],
+                        "ms", "unit (execution order)")
+
+
+def cumulative_share(report: Report) -> str:
+    xs = [float(r.first) for r in report.units]
+    series = [Series("full", [r.cum_share for r in report.units], PALETTE[0])]
+    if report.frozen is not None:
+        step = report.frozen.frozen_step_ms
+        cum, values = 0.0, []
+        for r in report.units:
+            cum += (r.frozen_fwd_ms or 0.0) + (r.frozen_bwd_ms or 0.0)
+            values.append(cum / step if step else float("nan"))
+        series.append(Series("frozen", values, PALETTE[2]))
+    n = report.n_units
+    series.append(Series("uniform t", [r.first / n * report.units[-1].cum_share for r in report.units],
+                         "#999", dashed=True))
+    return line_chart("Cumulative share of the step over units", xs, series,
+                      "share of step", "unit")
+
+
+def cost_curves(report: Report) -> str:
+    """T_transfer(k) of every row, and each distinct T_classic(k) once (the paper rows share one)."""
+    cm = report.cost_model
+    classics: dict[tuple[float, ...], list[str]] = {}
+    transfers = []
+    for i, (name, row) in enumerate(cm.rows.items()):
+        classics.setdefault(tuple(row.classic), []).append(name)
+        transfers.append(Series(f"{name}: transfer", row.transfer, PALETTE[i % len(PALETTE)]))
+    series = [Series(f"{', '.join(names)}: classic", list(values), "#555" if i == 0 else "#aaa",
+                     dashed=True) for i, (values, names) in enumerate(classics.items())]
+    return line_chart(f"T(k) of every row ({cm.unit})", [float(k) for k in cm.k],
+                      series + transfers, cm.unit, "k models")
+
+
+def report_plots(report: Report) -> dict[str, str]:
+    """File stem → SVG text, for every plot the report has data for."""
+    plots = {"units_full": unit_bars(report, "full"), "units_frozen": unit_bars(report, "frozen"),
+             "cumulative_share": cumulative_share(report), "cost_model": cost_curves(report)}
+    return {name: svg for name, svg in plots.items() if svg is not None}

@@ -1,0 +1,139 @@
+"""Number formatting and fixed wording shared by the renderers."""
+
+from __future__ import annotations
+
+import math
+
+from tlprof.reports.builder import CostModel, Report, UnitRow
+from tlprof.reports.profile_view import fmt_bytes
+
+ROW_TITLES = {
+    "paper_uniform": "paper, uniform t̄",
+    "paper_measured_t": "paper, measured t_i",
+    "measured": "measured steps",
+    "measured_cached": "cached features",
+}
+
+
+def fmt_num(x: float | None, digits: int = 3) -> str:
+    """Significant digits, no exponent for everyday sizes: 0.684, 12.4, 117, 1.2e+04."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf"
+    if x == 0:
+        return "0"
+    if abs(x) >= 10 ** digits:
+        return f"{x:,.0f}" if abs(x) < 1e9 else f"{x:.{digits}g}"
+    return f"{x:.{digits}g}"
+
+
+def fmt_ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def fmt_pct(x: float | None) -> str:
+    if x is None or math.isnan(x):
+        return "-"
+    return f"{x:.1%}"
+
+
+def fmt_ratio(x: float | None) -> str:
+    if x is None or math.isnan(x):
+        return "-"
+    return "inf" if math.isinf(x) else f"{x:.3f}"
+
+
+def headline(report: Report) -> str:
+    s = report.source
+    what = s.get("arch") or s.get("model", "model")
+    shape = "×".join(str(d) for d in s.get("input_shape", []))
+    device = s.get("device", "?")
+    name = f" ({s['device_name']})" if s.get("device_name") else ""
+    return (f"tlprof report: {what} on {device}{name}, batch {s.get('batch_size')}, input {shape}, "
+            f"{s.get('precision')}, {report.n_units} units, N = {report.freeze} frozen")
+
+
+def section_titles(report: Report) -> dict[str, str]:
+    g = report.options.granularity
+    return {
+        "units": f"1. Empirical t per {g} (full run, ms per step; * = IQR > 10% of median)",
+        "uniformity": "Uniformity of t_i",
+        "frozen": f"2. The frozen run (N = {report.freeze}), measured directly",
+        "cached": "The cached-features run",
+        "cost": f"3. Cost model, {cost_unit_text(report.cost_model)}",
+        "claims": "4. The paper's claims",
+    }
+
+
+def cost_unit_text(cm: CostModel) -> str:
+    if cm.steps_per_epoch == 1 and cm.epochs == 1 and cm.unit == "ms":
+        return "ms per model-step (S = E = 1)"
+    return f"{cm.unit}, S = {cm.steps_per_epoch} steps per epoch, E = {cm.epochs} epochs"
+
+
+def shown_ks(ks: list[int], limit: int = 6) -> list[int]:
+    """All k when few; else 1, 2, 3, then a spread up to K."""
+    if len(ks) <= limit:
+        return ks
+    k_max = ks[-1]
+    picks = [1, 2, 3] + [k for k in (5, 10, 20, 50, 100, 200, 500, 1000) if k < k_max]
+    return sorted(set(picks[: limit - 1] + [k_max]))
+
+
+def unit_columns(report: Report) -> list[str]:
+    cols = ["#", report.options.granularity, "fwd ms", "bwd ms", "t ms", "share", "cum"]
+    if report.frozen is not None:
+        cols += ["frozen fwd", "frozen bwd"]
+    if report.cached is not None:
+        cols += ["cached fwd", "cached bwd"]
+    cols += ["saved", "train"]
+    return cols
+
+
+def _train_cell(row: UnitRow) -> str:
+    if row.units == 1:
+        return "yes" if row.trainable else "no"
+    return f"{row.trainable}/{row.units}"
+
+
+def unit_cells(report: Report, row: UnitRow) -> list[str]:
+    flag = "*" if row.noisy else ""
+    first = str(row.first) if row.units == 1 else f"{row.first}–{row.first + row.units - 1}"
+    cells = [first, row.name, fmt_ms(row.fwd_ms), fmt_ms(row.bwd_ms), fmt_ms(row.t_ms) + flag,
+             fmt_pct(row.step_share), fmt_pct(row.cum_share)]
+    if report.frozen is not None:
+        cells += [fmt_ms(row.frozen_fwd_ms), fmt_ms(row.frozen_bwd_ms)]
+    if report.cached is not None:
+        cells += [fmt_ms(row.cached_fwd_ms), fmt_ms(row.cached_bwd_ms)]
+    cells += [fmt_bytes(row.saved_bytes), _train_cell(row)]
+    return cells
+
+
+def uniformity_lines(report: Report) -> list[tuple[str, str]]:
+    u = report.uniformity
+    lines = [
+        ("mean t̄", f"{fmt_num(u.mean_ms)} ms"),
+        ("min / max", f"{fmt_num(u.min_ms)} / {fmt_num(u.max_ms)} ms"),
+        ("max / min", fmt_num(u.max_over_min)),
+        ("coefficient of variation", f"{u.cv:.3f}"),
+        ("costliest 5 units, share of Σt", f"{fmt_pct(u.top5_share)} ({', '.join(u.top5_units)})"),
+    ]
+    if report.freeze:
+        lines.append((f"last {u.tail_units} units, share of Σt",
+                      f"{fmt_pct(u.tail_share)} vs the paper's {fmt_pct(u.paper_tail_share)}"))
+    return lines
+
+
+def cached_lines(report: Report) -> list[tuple[str, str]]:
+    c = report.cached
+    if c is None:
+        return []
+    lines = [
+        ("F_N: no-grad forward of units 1..N, per batch", f"{fmt_num(c.features_ms)} ms"),
+        ("h_N: training step of units N+1..L on cached features", f"{fmt_num(c.step_ms)} ms"),
+        ("h_N / full step", fmt_ratio(c.step_ratio)),
+    ]
+    if c.frozen_step_ratio is not None:
+        lines.append(("h_N / frozen step", fmt_ratio(c.frozen_step_ratio)))
+    return lines

@@ -1,0 +1,89 @@
+"""A hand-written run document (``tlprof.run/1``) whose report figures are known exactly.
+
+Six units, N = 4 frozen. Full run: f = [1,1,1,2,2,3], b = [0,1,2,2,3,6], so
+t = [1,2,3,4,5,9] (Σ 24, mean 4); phases add 4 ms; the step's median is 28.
+Frozen run: f' = [.5,.5,.5,1.5,2,3], b' = [0,0,0,0,2,6], phases 2 ms, step 18.
+Cached run: F_N = 3 ms, h_N = 10 ms. The expected numbers are worked out in
+tests/test_reports_builder.py.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+UNITS = [  # name, stage, block
+    ("stem.0", "stem", "stem"),
+    ("s1.0.conv1", "s1", "s1.0"),
+    ("s1.0.conv2", "s1", "s1.0"),
+    ("s1.1.conv1", "s1", "s1.1"),
+    ("s2.0.conv1", "s2", "s2.0"),
+    ("head.fc", "head", "head"),
+]
+FULL_FWD = [1.0, 1.0, 1.0, 2.0, 2.0, 3.0]
+FULL_BWD = [0.0, 1.0, 2.0, 2.0, 3.0, 6.0]
+FROZEN_FWD = [0.5, 0.5, 0.5, 1.5, 2.0, 3.0]
+FROZEN_BWD = [0.0, 0.0, 0.0, 0.0, 2.0, 6.0]
+N_FROZEN = 4
+
+
+def stats(*samples: float) -> dict[str, Any]:
+    return {"median": 0.0, "iqr": 0.0, "samples": list(samples)}  # median/iqr recomputed on load
+
+
+def run(mode: str, freeze: int, fwd: list[float], bwd: list[float], step: list[float],
+        phases: dict[str, float], memory: dict[str, int]) -> dict[str, Any]:
+    return {
+        "mode": mode,
+        "freeze": freeze,
+        "step_ms": stats(*step),
+        "phases": {f"{k}_ms": stats(v) for k, v in phases.items()},
+        "units": [
+            {"index": i + 1, "fwd_ms": stats(f), "bwd_ms": stats(b), "saved_bytes": 100 * (i + 1),
+             "param_bytes": 10 * (i + 1), "grad_bytes": 0, "optimizer_state_bytes": 0}
+            for i, (f, b) in enumerate(zip(fwd, bwd))
+        ],
+        "overhead": {"plain_step_ms": stats(*step), "ratio": 1.0},
+        "memory": memory,
+    }
+
+
+def hand_document(cached: bool = True) -> dict[str, Any]:
+    doc = {
+        "schema": "tlprof.run/1",
+        "meta": {"arch": "handmade", "device": "cpu", "device_name": "test CPU", "batch_size": 2,
+                 "input_shape": [3, 8, 8], "precision": "fp32", "optimizer": "sgd", "steps": 3,
+                 "warmup": 1, "freeze": N_FROZEN},
+        "units": [{"index": i + 1, "name": n, "stage": s, "block": b, "modules": [n], "params": 1,
+                   "trainable": i >= N_FROZEN} for i, (n, s, b) in enumerate(UNITS)],
+        "runs": {
+            "full": run("full", 0, FULL_FWD, FULL_BWD, [27.0, 28.0, 29.0],
+                        {"zero_grad": 0.5, "loss_fwd": 0.5, "loss_bwd": 0.5, "optimizer": 2.0,
+                         "other": 0.5},
+                        {"saved_bytes_total": 1000, "grad_bytes_units_total": 600,
+                         "optimizer_state_bytes_units_total": 600}),
+            "frozen": run("frozen", N_FROZEN, FROZEN_FWD, FROZEN_BWD, [18.0, 18.0, 18.0],
+                          {"zero_grad": 0.25, "loss_fwd": 0.5, "loss_bwd": 0.5, "optimizer": 0.75,
+                           "other": 0.0},
+                          {"saved_bytes_total": 200, "grad_bytes_units_total": 100,
+                           "optimizer_state_bytes_units_total": 100}),
+        },
+    }
+    if cached:
+        c = run("cached", N_FROZEN, [0.0] * 4 + [2.0, 3.0], [0.0] * 4 + [2.0, 2.0], [9.0, 10.0, 11.0],
+                {"zero_grad": 0.25, "loss_fwd": 0.25, "loss_bwd": 0.25, "optimizer": 0.5, "other": 0.25},
+                {"saved_bytes_total": 200})
+        c["features_ms"] = stats(2.5, 3.0, 3.5)
+        doc["runs"]["cached"] = c
+    return doc
+
+
+def uniform_document() -> dict[str, Any]:
+    """Every t_i = 2 ms and frozen/full = (L−N)/L exactly: the paper's world."""
+    doc = copy.deepcopy(hand_document(cached=False))
+    full, frozen = doc["runs"]["full"], doc["runs"]["frozen"]
+    for u in full["units"]:
+        u["fwd_ms"], u["bwd_ms"] = stats(1.0), stats(1.0)
+    full["step_ms"] = stats(12.0)
+    frozen["step_ms"] = stats(4.0)  # 12 · 2/6
+    return doc

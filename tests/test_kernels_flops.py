@@ -1,0 +1,93 @@
+"""FLOPs per unit against closed forms: conv and linear, forward and backward, stem and frozen
+boundary; ResNet-50's forward total against torchvision's published 4.09 GMACs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from kernel_models import CONV_INPUT, conv_flops, convnet, convnet_forward_flops, linear_flops
+
+from tlprof import ProfileConfig, find_units, freeze, profile_model
+from tlprof.kernels import KernelsExtra, count_flops, forward_flops
+
+BATCH = 2
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["freeze1", "freeze2"])
+def conv_profile(request):
+    cfg = ProfileConfig(batch_size=BATCH, input_shape=CONV_INPUT, device="cpu", steps=1, warmup=0,
+                        freeze=request.param, modes=("full", "frozen"))
+    extra = KernelsExtra(breakdown=False, measure=False)
+    return profile_model(convnet(), cfg, extras=[extra])
+
+
+def _flops(run, key: str) -> list[int]:
+    return [u.extra[key] for u in run.units]
+
+
+def test_forward_flops_match_closed_form_in_both_runs(conv_profile):
+    expected = convnet_forward_flops(BATCH)
+    for run in conv_profile.runs.values():
+        assert _flops(run, "flops_fwd") == expected
+        assert all(isinstance(f, int) for f in _flops(run, "flops_bwd"))
+
+
+def test_full_run_backward_stem_computes_weight_grad_only(conv_profile):
+    fwd = convnet_forward_flops(BATCH)
+    # stem: its input needs no grad, so only dL/dW (= one forward's worth); the others: dL/dx + dL/dW
+    assert _flops(conv_profile.runs["full"], "flops_bwd") == [fwd[0], 2 * fwd[1], 2 * fwd[2]]
+
+
+def test_frozen_run_backward_at_the_boundary(conv_profile):
+    run = conv_profile.runs["frozen"]
+    n = run.freeze
+    fwd = convnet_forward_flops(BATCH)
+    bwd = _flops(run, "flops_bwd")
+    assert bwd[:n] == [0] * n  # frozen units compute no gradient
+    assert bwd[n] == fwd[n]  # first trainable unit: weight gradient only
+    assert bwd[n + 1:] == [2 * f for f in fwd[n + 1:]]
+
+
+def test_bytes_and_intensity(conv_profile):
+    run = conv_profile.runs["frozen"]
+    units = run.units
+    act_in = [BATCH * 3 * 8 * 8 * 4, BATCH * 4 * 8 * 8 * 4, BATCH * 8 * 4 * 4 * 4]
+    assert [u.extra["act_in_bytes"] for u in units] == act_in
+    assert [u.extra["act_out_bytes"] for u in units] == act_in[1:] + [BATCH * 5 * 4]
+    for u in units:
+        assert u.extra["bytes_fwd"] == u.param_bytes + u.extra["act_in_bytes"] + u.extra["act_out_bytes"]
+        assert u.extra["intensity_fwd"] == pytest.approx(u.extra["flops_fwd"] / u.extra["bytes_fwd"])
+    for u in units[:run.freeze]:
+        assert u.extra["bytes_bwd"] == 0 and u.extra["intensity_bwd"] is None
+    first = units[run.freeze]  # input needs no grad: no weight read, no input gradient written
+    assert first.extra["bytes_bwd"] == first.extra["act_out_bytes"] + first.saved_bytes + first.grad_bytes
+
+
+def test_resnet50_forward_total_is_2x_4_09_gmacs():
+    model = torchvision.models.resnet50().eval()
+    x = torch.randn(1, 3, 224, 224)
+    units = find_units(model, x)
+    flops = forward_flops(model, units, x)
+    assert sum(flops.fwd) == pytest.approx(2 * 4.09e9, rel=0.01)
+    assert flops.phases == {} and not any(flops.bwd)
+    assert flops.fwd[0] == conv_flops(3, 64, 7, 112, 112, 1)  # stem
+    # layer1.0.conv3 owns its downsample shortcut: two 64→256 1×1 convs at 56×56
+    assert flops.fwd[3] == 2 * conv_flops(64, 256, 1, 56, 56, 1)
+    assert flops.fwd[-1] == linear_flops(2048, 1000, 1)
+
+
+def test_resnet50_frozen_45_backward_flops():
+    model = torchvision.models.resnet50()
+    x = torch.randn(2, 3, 32, 32)
+    units = find_units(model, x[:1])
+    freeze(model, units, 45)
+
+    def step(inst) -> None:
+        model(x).sum().backward()
+
+    flops, acts = count_flops(model, units, step)
+    assert flops.bwd[:45] == [0] * 45
+    assert flops.bwd[45] == flops.fwd[45] > 0  # layer4.1.conv3: weight gradient only
+    assert flops.bwd[46:] == [2 * f for f in flops.fwd[46:]]
+    assert [a.input_requires_grad for a in acts[44:47]] == [False, False, True]

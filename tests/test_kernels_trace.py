@@ -1,0 +1,66 @@
+"""The step trace is Chrome trace JSON, one span per unit per pass; the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tlprof.cli import main
+
+MODELS = str(Path(__file__).parent / "kernel_models.py")
+SMALL = ["--input-shape", "3,8,8", "--steps", "1", "--warmup", "1", "--device", "cpu", "--quiet"]
+FREEZE = 1
+N_UNITS = 3
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("kernels")
+    doc, trace = out / "run.json", out / "trace.json"
+    argv = ["profile", "--model", f"{MODELS}:convnet", *SMALL, "--freeze", str(FREEZE),
+            "--kernels", "--json", str(doc), "--trace", str(trace)]
+    assert main(argv) == 0
+    return doc, trace
+
+
+def test_trace_is_chrome_trace_with_one_span_per_unit_per_pass(profiled):
+    data = json.loads(profiled[1].read_text())
+    events = data["traceEvents"]
+    assert all(e["ph"] in ("X", "M") and isinstance(e["pid"], int) for e in events)
+    spans = [e for e in events if e["ph"] == "X"]
+    assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in spans)
+    names = {e["args"]["name"] for e in events if e["name"] == "process_name"}
+    assert len(names) == 2
+    for pid, trainable_from in ((1, 1), (2, FREEZE + 1)):
+        fwd = [e["args"]["unit"] for e in spans if e["pid"] == pid and e["cat"] == "fwd"]
+        bwd = [e["args"]["unit"] for e in spans if e["pid"] == pid and e["cat"] == "bwd"]
+        assert fwd == list(range(1, N_UNITS + 1))
+        assert sorted(bwd) == list(range(trainable_from, N_UNITS + 1))
+        phases = {e["name"] for e in spans if e["pid"] == pid and e["cat"] == "phase"}
+        assert {"zero grad", "loss fwd", "loss bwd", "optimizer"} <= phases
+
+
+def test_run_document_carries_kernel_fields(profiled):
+    doc = json.loads(profiled[0].read_text())
+    for run in doc["runs"].values():
+        assert run["kernel_agreement"] > 0
+        assert run["kernels"]["ceilings"]["copy_gbps"] > 0
+        for unit in run["units"]:
+            assert {"flops_fwd", "flops_bwd", "bytes_fwd", "bytes_bwd", "roofline",
+                    "kernel_fwd_ms", "kernels_fwd"} <= set(unit)
+
+
+def test_kernels_report(profiled, capsys):
+    assert main(["kernels", str(profiled[0]), "--run", "frozen"]) == 0
+    out = capsys.readouterr().out
+    assert "frozen run per unit" in out and "full run" not in out and "kernel agreement" in out
+
+
+def test_kernels_report_needs_kernel_data(tmp_path, capsys):
+    doc = tmp_path / "plain.json"
+    argv = ["profile", "--model", f"{MODELS}:convnet", *SMALL, "--json", str(doc)]
+    assert main(argv) == 0
+    assert main(["kernels", str(doc)]) == 2
+    assert "profile with --kernels" in capsys.readouterr().err

@@ -1,0 +1,139 @@
+"""Each renderer on the hand-written document: golden rich text, structure of the others."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from report_docs import UNITS, hand_document
+from rich.console import Console
+
+from tlprof.reports.builder import ReportOptions, build_report
+from tlprof.reports.csv_view import FIELDS
+from tlprof.reports.render import render, write_plots
+from tlprof.reports.rich_view import compact_view, report_view
+from tlprof.session import Profile
+
+GOLDEN = Path(__file__).parent / "golden" / "report_rich.txt"
+
+
+def build(**options):
+    return build_report(Profile.from_dict(hand_document()), ReportOptions(**{"models": 3, **options}))
+
+
+def plain(renderable, width: int = 100) -> str:
+    console = Console(width=width, color_system=None, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_rich_report_matches_golden_text():
+    # To update after a deliberate change: write plain(report_view(build())) to GOLDEN and review.
+    assert plain(report_view(build())) == GOLDEN.read_text()
+
+
+def test_rich_sections_at_block_granularity():
+    text = plain(report_view(build(granularity="block")))
+    assert "1. Empirical t per block" in text
+    assert "2–3  s1.0" in text  # units 2 and 3 as one block
+    assert "s1.0.conv1" not in text.split("Uniformity")[0]
+
+
+def test_compact_view_for_the_profile_command():
+    text = plain(compact_view(Profile.from_dict(hand_document())))
+    assert "3. Cost model" in text and "4. The paper's claims" in text
+    assert "k=3" in text and "k=4" not in text
+    doc = hand_document()
+    del doc["runs"]["full"]
+    assert "no report" in plain(compact_view(Profile.from_dict(doc)))
+
+
+def _table_rows(md: str, header_start: str) -> list[list[str]]:
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split(" | ")])
+    return rows
+
+
+def test_markdown_structure():
+    md = render(build(), "markdown")
+    headings = [line for line in md.splitlines() if line.startswith("#")]
+    assert headings[0].startswith("# tlprof report: handmade")
+    for title in ("## 1. Empirical t per unit", "## 2. The frozen run", "## 3. Cost model",
+                  "## 4. The paper's claims"):
+        assert any(h.startswith(title) for h in headings), title
+    units = _table_rows(md, "| # | unit")
+    assert len(units) == 2 + len(UNITS)  # header, alignment, one row per unit
+    assert all(len(row) == len(units[0]) for row in units)
+    assert units[-1][:2] == ["6", "head.fc"]
+    assert "| 3 | 72 | 40 | 0.556 | 8 |" in md  # paper_uniform at k = 3
+    assert "**refuted**" in md
+
+
+def test_csv_rows_per_granularity():
+    for granularity, names in (("unit", [u[0] for u in UNITS]),
+                               ("block", ["stem", "s1.0", "s1.1", "s2.0", "head"]),
+                               ("stage", ["stem", "s1", "s2", "head"])):
+        rows = list(csv.DictReader(io.StringIO(render(build(granularity=granularity), "csv"))))
+        assert [r["name"] for r in rows] == names
+        assert tuple(rows[0]) == FIELDS
+    rows = list(csv.DictReader(io.StringIO(render(build(), "csv"))))
+    assert [float(r["t_ms"]) for r in rows] == [1, 2, 3, 4, 5, 9]
+    assert float(rows[-1]["frozen_bwd_ms"]) == 6.0 and rows[-1]["trainable_units"] == "1"
+
+
+class _Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href") and value:
+                self.external.append(value)
+
+
+def test_html_is_self_contained_with_plots():
+    html = render(build(), "html")
+    parser = _Collect()
+    parser.feed(html)
+    assert parser.external == []  # nothing fetched: no scripts, links or images
+    assert parser.tags.count("svg") == 4  # full and frozen bars, cumulative share, T(k)
+    assert parser.tags.count("table") >= 6
+    assert html.count("<h2>") == 4
+    for svg in html.split("<svg")[1:]:
+        ET.fromstring("<svg" + svg.split("</svg>")[0] + "</svg>")  # each plot is well-formed XML
+    assert 'class="refuted"' in html
+
+
+def test_json_renderer_is_the_report_document():
+    d = json.loads(render(build(), "json"))
+    assert d["schema"] == "tlprof.report/1" and d["t_ms"] == [1, 2, 3, 4, 5, 9]
+
+
+def test_plots_written_as_svg(tmp_path):
+    paths = write_plots(build(), tmp_path / "plots")
+    assert sorted(p.name for p in paths) == ["cost_model.svg", "cumulative_share.svg",
+                                              "units_frozen.svg", "units_full.svg"]
+    for p in paths:
+        root = ET.parse(p).getroot()
+        assert root.tag.endswith("svg")
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "html", "csv", "json", "rich"])
+def test_every_format_renders_without_a_frozen_run(fmt):
+    doc = hand_document(cached=False)
+    del doc["runs"]["frozen"]
+    text = render(build_report(Profile.from_dict(doc), ReportOptions()), fmt)
+    assert text.strip()
