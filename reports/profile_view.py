@@ -54,20 +54,24 @@ RUN_COLUMNS = (
 )
 
 
+TABLE_RUNS_LEFT_OUT = ("cached",)  # its frozen units replay cached outputs: see the summary
+
+
 def unit_table(profile: Profile) -> Table:
+    runs = {n: r for n, r in profile.runs.items() if n not in TABLE_RUNS_LEFT_OUT}
     table = Table(title="Per unit (median over measured steps; * = IQR > 10% of median)",
                   box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1))
     table.add_column("#", justify="right")
     table.add_column("unit", no_wrap=True)
     table.add_column("params", justify="right")
-    for name in profile.runs:
+    for name in runs:
         for col in RUN_COLUMNS:
             table.add_column(f"{name}\n{col.header}", justify="right")
     table.add_column("train", justify="center")
-    frozen_run = profile.runs.get("frozen")
+    frozen_run = profile.runs.get("frozen") or profile.runs.get("cached")
     for i, unit in enumerate(profile.units):
         cells = [str(unit["index"]), unit["name"], fmt_count(unit["params"])]
-        for run in profile.runs.values():
+        for run in runs.values():
             cells += [col.value(run.units[i]) for col in RUN_COLUMNS]
         trainable = frozen_run is None or unit["index"] > frozen_run.freeze
         cells.append("yes" if trainable else "no")
