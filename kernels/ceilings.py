@@ -8,8 +8,6 @@ the current stream, the CPU with the host clock.
 
 from __future__ import annotations
 
-import contextlib
-import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
+
+from tlprof.runner import device_name
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
           "fp16": torch.float16}
@@ -82,7 +82,7 @@ def measure_ceilings(device: torch.device, sizes: CeilingSizes | None = None) ->
         tflops[precision] = 2 * n**3 / (statistics.median(samples[f"matmul_{precision}"]) * 1e9)
     samples["copy"] = _copy_ms(device, sizes, timer)
     gbps = 2 * sizes.copy_bytes / (statistics.median(samples["copy"]) * 1e6)
-    return Ceilings(str(device), _device_name(device), tflops, gbps, n, sizes.copy_bytes,
+    return Ceilings(str(device), device_name(device), tflops, gbps, n, sizes.copy_bytes,
                     torch.get_num_threads(), samples)
 
 
@@ -139,13 +139,3 @@ def _matmul_precision(precision: str) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()

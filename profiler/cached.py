@@ -48,6 +48,7 @@ from .runner import (
     RunExtra,
     Workload,
     make_optimizer,
+    train_step,
 )
 from .session import Run
 from .stats import Stats
@@ -240,20 +241,7 @@ def time_features(model: nn.Module, boundary: nn.Module, work: Workload, clock: 
 
 def cached_train_step(prof: Any, model: nn.Module, work: Workload, opt, scaler) -> None:
     """``runner.train_step`` with one more mark: the replayed frozen part is charged to other."""
-    prof.begin("zero_grad")
-    opt.zero_grad(set_to_none=True)
-    prof.begin("other")
-    with work.autocast():
-        output = model(work.x)
-        loss = work.loss(output)
-    prof.begin("loss_bwd")
-    (scaler.scale(loss) if scaler else loss).backward()
-    prof.begin("optimizer")
-    if scaler:
-        scaler.step(opt)
-        scaler.update()
-    else:
-        opt.step()
+    train_step(prof, model, work, opt, scaler, forward_phase="other")
 
 
 @dataclass

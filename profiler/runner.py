@@ -184,10 +184,18 @@ def make_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.op
     return torch.optim.AdamW(params, lr=lr)
 
 
-def train_step(prof: Profiler, model: nn.Module, work: Workload, opt, scaler) -> None:
-    """One training step, its phases marked (the model's hooks mark the units)."""
+def train_step(
+    prof: Profiler, model: nn.Module, work: Workload, opt, scaler, forward_phase: str | None = None
+) -> None:
+    """One training step, its phases marked (the model's hooks mark the units).
+
+    ``forward_phase`` names what runs before the first unit when that is not
+    nothing (the cached regime's replayed frozen part).
+    """
     prof.begin("zero_grad")
     opt.zero_grad(set_to_none=True)
+    if forward_phase:
+        prof.begin(forward_phase)
     with work.autocast():
         output = model(work.x)
         loss = work.loss(output)
@@ -336,7 +344,7 @@ def _is_oom(exc: BaseException) -> bool:
     )
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     with contextlib.suppress(OSError):
@@ -350,7 +358,7 @@ def _meta(cfg: ProfileConfig, device: torch.device, work: Workload, extra: dict)
     return {
         **extra,
         "device": str(device),
-        "device_name": _device_name(device),
+        "device_name": device_name(device),
         "clock": "cuda_event" if device.type == "cuda" else "perf_counter_ns",
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,

@@ -10,10 +10,10 @@ from tlprof.reports.svg import report_plots
 from tlprof.reports.text import (
     ROW_TITLES,
     cached_lines,
-    fmt_bytes,
     fmt_num,
-    fmt_pct,
     fmt_ratio,
+    frozen_sentence,
+    frozen_tables,
     headline,
     section_titles,
     uniformity_lines,
@@ -57,22 +57,10 @@ def _frozen_html(report: Report) -> str:
     f = report.frozen
     if f is None:
         return '<p class="dim">Not measured: profile with <code>--freeze N</code>.</p>'
-    return "\n".join([
-        f"<p>Frozen/full step: {fmt_num(f.frozen_step_ms)} / {fmt_num(f.full_step_ms)} ms = "
-        f"<b>{fmt_ratio(f.step_ratio)}</b> (paper: {fmt_ratio(f.paper_ratio)}; forward-all + "
-        f"backward-tail estimate from the full run: {fmt_ratio(f.predicted_ratio)}).</p>",
-        "<h3>Where the frozen step's time goes</h3>",
-        html_table(["part", "ms", "share"],
-                   [[p.name, fmt_num(p.ms), fmt_pct(p.share)] for p in f.breakdown]),
-        f"<h3>Where the saving of {fmt_num(f.saved_ms)} ms per step comes from</h3>",
-        html_table(["source", "ms", "share", "bytes"],
-                   [[p.name, fmt_num(p.ms), fmt_pct(p.share),
-                     "-" if p.bytes is None else fmt_bytes(p.bytes)] for p in f.savings]),
-        "<h3>Memory, full → frozen</h3>",
-        html_table(["figure", "full", "frozen", "saved"],
-                   [[k, fmt_bytes(m["full"]), fmt_bytes(m["frozen"]), fmt_bytes(m["saved"])]
-                    for k, m in f.memory.items()]),
-    ])
+    parts = [f"<p>{frozen_sentence(f, strong=lambda x: f'<b>{x}</b>')}</p>"]
+    for t in frozen_tables(f):
+        parts += [f"<h3>{escape(t.title)}</h3>", html_table(t.header, t.rows)]
+    return "\n".join(parts)
 
 
 def _cost_html(report: Report) -> str:

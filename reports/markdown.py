@@ -8,10 +8,10 @@ from tlprof.reports.builder import Report
 from tlprof.reports.text import (
     ROW_TITLES,
     cached_lines,
-    fmt_bytes,
     fmt_num,
-    fmt_pct,
     fmt_ratio,
+    frozen_sentence,
+    frozen_tables,
     headline,
     section_titles,
     uniformity_lines,
@@ -51,22 +51,9 @@ def frozen_md(report: Report) -> str:
     f = report.frozen
     if f is None:
         return "Not measured: profile with `--freeze N`."
-    parts = [
-        f"Frozen/full step: {fmt_num(f.frozen_step_ms)} / {fmt_num(f.full_step_ms)} ms = "
-        f"**{fmt_ratio(f.step_ratio)}** (paper: {fmt_ratio(f.paper_ratio)}; forward-all + "
-        f"backward-tail estimate from the full run: {fmt_ratio(f.predicted_ratio)}).",
-        "Where the frozen step's time goes:",
-        md_table(["part", "ms", "share"],
-                 [[p.name, fmt_num(p.ms), fmt_pct(p.share)] for p in f.breakdown]),
-        f"Where the saving of {fmt_num(f.saved_ms)} ms per step comes from:",
-        md_table(["source", "ms", "share", "bytes"],
-                 [[p.name, fmt_num(p.ms), fmt_pct(p.share),
-                   "-" if p.bytes is None else fmt_bytes(p.bytes)] for p in f.savings]),
-        "Memory, full → frozen:",
-        md_table(["figure", "full", "frozen", "saved"],
-                 [[k, fmt_bytes(m["full"]), fmt_bytes(m["frozen"]), fmt_bytes(m["saved"])]
-                  for k, m in f.memory.items()]),
-    ]
+    parts = [frozen_sentence(f, strong=lambda x: f"**{x}**")]
+    for t in frozen_tables(f):
+        parts += [f"{t.title}:", md_table(t.header, t.rows)]
     return "\n\n".join(parts)
 
 

@@ -12,10 +12,10 @@ from tlprof.reports.builder import HOLDS, REFUTED, Report, ReportOptions, build_
 from tlprof.reports.text import (
     ROW_TITLES,
     cached_lines,
-    fmt_bytes,
     fmt_num,
-    fmt_pct,
     fmt_ratio,
+    frozen_sentence,
+    frozen_tables,
     headline,
     section_titles,
     shown_ks,
@@ -69,28 +69,15 @@ def frozen_section(report: Report) -> RenderableType:
     title = section_titles(report)["frozen"]
     if f is None:
         return Text(f"{title}: not measured (profile with --freeze N)", style="dim")
-    head = Text(
-        f"{title}\nfrozen/full step: {fmt_num(f.frozen_step_ms)} / {fmt_num(f.full_step_ms)} ms = "
-        f"{fmt_ratio(f.step_ratio)} (paper: {fmt_ratio(f.paper_ratio)}; forward-all + "
-        f"backward-tail estimate from the full run: {fmt_ratio(f.predicted_ratio)})"
-    )
-    where = _table("Where the frozen step's time goes")
-    for col in ("part", "ms", "share"):
-        where.add_column(col, justify="left" if col == "part" else "right")
-    for p in f.breakdown:
-        where.add_row(p.name, fmt_num(p.ms), fmt_pct(p.share))
-    saving = _table(f"Where the saving of {fmt_num(f.saved_ms)} ms per step comes from")
-    for col in ("source", "ms", "share", "bytes"):
-        saving.add_column(col, justify="left" if col == "source" else "right")
-    for p in f.savings:
-        saving.add_row(p.name, fmt_num(p.ms), fmt_pct(p.share),
-                       "-" if p.bytes is None else fmt_bytes(p.bytes))
-    memory = _table("Memory, full → frozen")
-    for col in ("figure", "full", "frozen", "saved"):
-        memory.add_column(col, justify="left" if col == "figure" else "right")
-    for name, m in f.memory.items():
-        memory.add_row(name, *(fmt_bytes(m[k]) for k in ("full", "frozen", "saved")))
-    return Group(head, where, saving, memory)
+    tables = []
+    for t in frozen_tables(f):
+        table = _table(t.title)
+        for i, col in enumerate(t.header):
+            table.add_column(col, justify="left" if i == 0 else "right")
+        for row in t.rows:
+            table.add_row(*row)
+        tables.append(table)
+    return Group(Text(f"{title}\n{frozen_sentence(f)}"), *tables)
 
 
 def cached_section(report: Report) -> RenderableType:

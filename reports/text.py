@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from tlprof.reports.builder import CostModel, Report, UnitRow
+from tlprof.reports.builder import CostModel, FrozenSummary, Report, UnitRow
 from tlprof.reports.profile_view import fmt_bytes
 
 ROW_TITLES = {
@@ -137,3 +139,34 @@ def cached_lines(report: Report) -> list[tuple[str, str]]:
     if c.frozen_step_ratio is not None:
         lines.append(("h_N / frozen step", fmt_ratio(c.frozen_step_ratio)))
     return lines
+
+
+@dataclass
+class TextTable:
+    """A titled table of formatted cells; each renderer draws it its own way."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+def frozen_sentence(f: FrozenSummary, strong: Callable[[str], str] = str) -> str:
+    return (
+        f"Frozen/full step: {fmt_num(f.frozen_step_ms)} / {fmt_num(f.full_step_ms)} ms = "
+        f"{strong(fmt_ratio(f.step_ratio))} (paper: {fmt_ratio(f.paper_ratio)}; forward-all + "
+        f"backward-tail estimate from the full run: {fmt_ratio(f.predicted_ratio)})."
+    )
+
+
+def frozen_tables(f: FrozenSummary) -> list[TextTable]:
+    return [
+        TextTable("Where the frozen step's time goes", ["part", "ms", "share"],
+                  [[p.name, fmt_num(p.ms), fmt_pct(p.share)] for p in f.breakdown]),
+        TextTable(f"Where the saving of {fmt_num(f.saved_ms)} ms per step comes from",
+                  ["source", "ms", "share", "bytes"],
+                  [[p.name, fmt_num(p.ms), fmt_pct(p.share),
+                    "-" if p.bytes is None else fmt_bytes(p.bytes)] for p in f.savings]),
+        TextTable("Memory, full → frozen", ["figure", "full", "frozen", "saved"],
+                  [[k, *(fmt_bytes(m[c]) for c in ("full", "frozen", "saved"))]
+                   for k, m in f.memory.items()]),
+    ]
