@@ -38,18 +38,18 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-shape", metavar="DIMS",
                    help="one sample's shape, e.g. 3,224,224 or 32 (default 3×S×S)")
     p.add_argument("--image-size", type=int, default=224, metavar="S", help="default 224")
-    p.add_argument("--num-classes", type=int, help="default: from the model's output")
+    p.add_argument("--num-classes", type=int, metavar="N", help="default: from the model's output")
 
 
 def add_profile_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
-    p.add_argument("--batch-size", type=int, help="default 2 on CPU, 64 on CUDA")
+    p.add_argument("--batch-size", type=int, metavar="B", help="default 2 on CPU, 64 on CUDA")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp16"])
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--steps", type=int, help="measured steps per run (default 10 CPU, 20 CUDA)")
-    p.add_argument("--warmup", type=int, help="dropped steps per run (default 2 CPU, 5 CUDA)")
+    p.add_argument("--steps", type=int, metavar="N", help="measured steps per run (default 10 CPU, 20 CUDA)")
+    p.add_argument("--warmup", type=int, metavar="N", help="dropped steps per run (default 2 CPU, 5 CUDA)")
     p.add_argument("--freeze", type=int, default=0, metavar="N", help="freeze units 1..N")
     p.add_argument("--mode", choices=["full", "frozen", "cached", "both", "all"],
                    help="both = full + frozen, all = full + frozen + cached; "
@@ -220,9 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_extensions(sub: argparse._SubParsersAction) -> None:
     """Commands that live with the parts they belong to."""
-    __import__("tlprof.kernels.cli", fromlist=["register"]).register(sub)
-    __import__("tlprof.nv_cli", fromlist=["register"]).register(sub)
-    __import__("tlprof.reports.cli", fromlist=["register"]).register(sub)
+    from tlprof import nv_cli
+    from tlprof.kernels import cli as kernels_cli
+    from tlprof.reports import cli as reports_cli
+
+    for part in (kernels_cli, nv_cli, reports_cli):
+        part.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
