@@ -28,8 +28,9 @@ def test_full_run_trains_every_unit(r50_profile):
 
 def test_frozen_step_is_faster(r50_profile):
     full, frozen = r50_profile.runs["full"], r50_profile.runs["frozen"]
-    assert frozen.step_ms.median < full.step_ms.median
-    assert frozen.plain_step_ms.median < full.plain_step_ms.median
+    # fastest samples: one step slowed by a busy machine must not decide it
+    assert min(frozen.step_ms.samples) < min(full.step_ms.samples)
+    assert min(frozen.plain_step_ms.samples) < min(full.plain_step_ms.samples)
 
 
 def test_freeze_45_freezes_owned_bn_and_shortcut():
