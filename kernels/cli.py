@@ -29,12 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_ceilings(args: argparse.Namespace, console: Console) -> int:
-    from tlprof.runner import resolve_device
+    from tlprof.cli import check_writable
+    from tlprof.runner import on_device, resolve_device
 
     from .ceilings import measure_ceilings
     from .report import ceilings_table
 
-    ceilings = measure_ceilings(resolve_device(args.device))
+    check_writable(args.json, "--json")
+    device = resolve_device(args.device)
+    with on_device(device):
+        ceilings = measure_ceilings(device)
     if args.json:
         Path(args.json).write_text(json.dumps(ceilings.to_dict(), indent=1) + "\n")
     console.print(ceilings_table(ceilings))

@@ -81,10 +81,6 @@ class StepFlops:
     phases: dict[str, int]  # FLOPs outside units (loss, optimizer...)
     threads: dict[str, int]  # pass kind ("fwd", "bwd", "phase") -> threads that ran counted ops
 
-    @property
-    def total(self) -> int:
-        return sum(self.fwd) + sum(self.bwd) + sum(self.phases.values())
-
 
 @dataclass
 class UnitActivation:

@@ -53,6 +53,7 @@ class Profiler:
         self.name = name  # the run's name in step notifications ("full", "frozen")
         self._step_listeners = [x for x in self.listeners if hasattr(x, "on_step_begin")]
         self._hook_optimizer = hook_optimizer and optimizer is not None
+        self._instrumenter = Instrumenter(model, self.units, self.clock, self.listeners)
         self._handles: list[Any] = []
         self._timer: Instrumenter | PlainTimer | None = None
         self._steps_started = 0
@@ -121,7 +122,7 @@ class Profiler:
             self._timer = None
 
     def _timed_step(self, keep: bool) -> Iterator[Profiler]:
-        inst = Instrumenter(self.model, self.units, self.clock, self.listeners)
+        inst = self._instrumenter
         with inst.installed():
             self._timer = inst
             try:
@@ -184,6 +185,13 @@ class Profiler:
                 record.param_bytes = unit.param_bytes
         run.memory = dict(self.memory)
         run.extra["timeline"] = timeline_spans(self.timeline, self.units)
+        unmarked = [u.name for u, r in zip(self.units, run.units) if u.trainable() and r.bwd_ms.median == 0]
+        if unmarked:
+            run.extra["warnings"] = [
+                f"{mode}: no backward mark for trainable unit(s) {', '.join(unmarked)}: their output "
+                "only feeds a merge (concat, sum) of branches, so their backward time is charged to "
+                "the unit whose backward was running"
+            ]
         for key in ("param_bytes", "grad_bytes", "optimizer_state_bytes", "saved_bytes"):
             run.memory[f"{key}_units_total"] = sum(getattr(u, key) for u in run.units)
         return run

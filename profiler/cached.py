@@ -54,6 +54,8 @@ from .session import Run
 from .stats import Stats
 from .units import Unit, freeze
 
+REPLAY_PHASE = "other"  # the replayed frozen part runs before the first trainable unit
+
 
 @dataclass
 class _Call:
@@ -239,11 +241,6 @@ def time_features(model: nn.Module, boundary: nn.Module, work: Workload, clock: 
     return samples
 
 
-def cached_train_step(prof: Any, model: nn.Module, work: Workload, opt, scaler) -> None:
-    """``runner.train_step`` with one more mark: the replayed frozen part is charged to other."""
-    train_step(prof, model, work, opt, scaler, forward_phase="other")
-
-
 @dataclass
 class CachedRunContext(RunContext):
     """Extra measurements of the cached run replay the features too."""
@@ -252,8 +249,8 @@ class CachedRunContext(RunContext):
 
     def train_step(self, marker: Any = None) -> None:
         with self.cache.replaying():
-            cached_train_step(marker or NullMarker(), self.model, self.work, self.optimizer,
-                              self.scaler)
+            train_step(marker or NullMarker(), self.model, self.work, self.optimizer, self.scaler,
+                       forward_phase=REPLAY_PHASE)
         self.cache.refresh_if_modified()
 
 
@@ -290,7 +287,7 @@ def run_cached_regime(
     with prof:
         for i in range(total):
             with cache.replaying(), prof.step():
-                cached_train_step(prof, model, work, opt, scaler)
+                train_step(prof, model, work, opt, scaler, forward_phase=REPLAY_PHASE)
             if i == 0:
                 cache.check_replay()
             refreshed += cache.refresh_if_modified()

@@ -18,7 +18,7 @@ from torch import nn
 
 from .errors import TlprofError
 from .models import build_arch, load_factory
-from .runner import ProfileConfig, profile_model, resolve_device
+from .runner import ProfileConfig, check_freeze, profile_model, resolve_device
 from .session import Profile
 from .units import find_units, freeze
 
@@ -164,6 +164,9 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
         profile.save(args.json)
     if not args.quiet:
         console.print(profile_view(profile))
+        for run in profile.runs.values():
+            for warning in run.extra.get("warnings", []):
+                console.print(f"warning: {warning}", style="yellow")
         console.print(compact_view(profile))  # the report builder's cost model and verdicts
         if args.json:
             console.print(f"profile written to {args.json}", style="dim")
@@ -177,10 +180,12 @@ def cmd_layers(args: argparse.Namespace, console: Console) -> int:
     example = torch.randn(1, *spec.input_shape)
     try:
         units = find_units(spec.model, example)
+    except TlprofError:
+        raise
     except Exception as exc:
-        raise TlprofError(f"the model rejects input shape {spec.input_shape}: {exc}") from exc
-    if not 0 <= args.freeze < len(units):
-        raise TlprofError(f"--freeze {args.freeze} is out of range: the model has {len(units)} units")
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TlprofError(f"the model rejects input shape {spec.input_shape}: {msg}") from exc
+    check_freeze(args.freeze, len(units))
     freeze(spec.model, units, args.freeze)
     table = Table(title=f"{len(units)} units of {args.arch or args.model}")
     for col in ("#", "unit", "stage", "block", "params", "trainable"):

@@ -58,6 +58,11 @@ def first_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
+def _backward_of(producer: Label) -> Label:
+    """What begins when the gradient of something ``producer`` made is ready."""
+    return ("bwd", producer[1]) if producer[0] == "fwd" else OTHER
+
+
 class Instrumenter:
     def __init__(
         self,
@@ -75,6 +80,7 @@ class Instrumenter:
         self.current: Label = OTHER
         self.active = False
         self._hooked: dict[int, torch.Tensor] = {}  # held so ids stay unique
+        self._grad_hooks: dict[tuple[Label, bool], Any] = {}
 
     # -- hooks ---------------------------------------------------------------
 
@@ -85,11 +91,13 @@ class Instrumenter:
             listener.on_mark(label)
 
     def _unit_pre_hook(self, index: int):
+        label: Label = ("fwd", index)
+
         def hook(_module: nn.Module, args: tuple) -> None:
             if not self.active:
                 return
             producer = self.current
-            self.mark(("fwd", index))
+            self.mark(label)
             if torch.is_grad_enabled():
                 self._hook_gradient(first_tensor(args), producer)
 
@@ -102,14 +110,21 @@ class Instrumenter:
         if id(tensor) in self._hooked:
             return  # a second consumer of the same tensor: one mark is enough
         self._hooked[id(tensor)] = tensor
-        opens = ("bwd", producer[1]) if producer[0] == "fwd" else OTHER
-        tensor.register_hook(self._grad_hook(opens))
+        tensor.register_hook(self._grad_hook(_backward_of(producer)))
 
-    def _grad_hook(self, opens: Label):
-        def hook(_grad: torch.Tensor) -> None:
-            if self.active:
-                self.mark(opens)
+    def _grad_hook(self, opens: Label, ends_backward: bool = False):
+        """Built once per label and kept: the timed step only registers it."""
+        hook = self._grad_hooks.get((opens, ends_backward))
+        if hook is None:
 
+            def hook(_grad: torch.Tensor) -> None:
+                if self.active:
+                    self.mark(opens)
+                    if ends_backward:
+                        # Runs when the whole backward pass is done, on the autograd thread.
+                        Variable._execution_engine.queue_callback(self._backward_done)
+
+            self._grad_hooks[(opens, ends_backward)] = hook
         return hook
 
     def _output_hook(self, _module: nn.Module, _args: tuple, output: Any) -> None:
@@ -120,18 +135,7 @@ class Instrumenter:
         out = first_tensor(output)
         if torch.is_grad_enabled() and out is not None and out.requires_grad:
             self._hooked[id(out)] = out
-            out.register_hook(self._output_grad_hook(producer))
-
-    def _output_grad_hook(self, producer: Label):
-        opens = ("bwd", producer[1]) if producer[0] == "fwd" else OTHER
-
-        def hook(_grad: torch.Tensor) -> None:
-            if self.active:
-                self.mark(opens)
-                # Runs when the whole backward pass is done, on the autograd thread.
-                Variable._execution_engine.queue_callback(self._backward_done)
-
-        return hook
+            out.register_hook(self._grad_hook(_backward_of(producer), ends_backward=True))
 
     def _backward_done(self) -> None:
         if self.active:

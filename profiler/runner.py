@@ -272,13 +272,13 @@ def profile_model(
     device = resolve_device(cfg.device)
     original = ModelState.capture(model)
     try:
-        with _on_device(device):
+        with on_device(device):
             return _profile_placed(model, cfg, device, meta, progress, listeners, extras)
     finally:
         original.restore()
 
 
-def _on_device(device: torch.device) -> contextlib.AbstractContextManager:
+def on_device(device: torch.device) -> contextlib.AbstractContextManager:
     """CUDA events and allocator readings follow the current device: make it ours."""
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
@@ -295,7 +295,7 @@ def _profile_placed(
     _place(model, device, cfg.channels_last)
     work = _guard_oom(cfg, lambda: make_workload(model, cfg, device))
     units = find_units(model, work.x[:1])
-    _check_freeze(cfg.freeze, len(units))
+    check_freeze(cfg.freeze, len(units))
     _set_precision_flags(cfg.precision, device)
     placed = ModelState.capture(model)
     watch = DeviceWatch.start(device)  # NVML identity and state of a CUDA device, for meta
@@ -306,7 +306,7 @@ def _profile_placed(
             model, units, work, cfg, m, progress, listeners, extras))
     return Profile(
         meta=_meta(cfg, device, work, {**(meta or {}), **watch.finish()}),
-        units=[u.to_dict() for u in units],
+        units=[{**u.to_dict(), "trainable": u.index > cfg.freeze} for u in units],
         runs=runs,
     )
 
@@ -317,7 +317,7 @@ def _place(model: nn.Module, device: torch.device, channels_last: bool) -> None:
         model.to(memory_format=torch.channels_last)
 
 
-def _check_freeze(n: int, n_units: int) -> None:
+def check_freeze(n: int, n_units: int) -> None:
     if not 0 <= n < n_units:
         raise TlprofError(
             f"--freeze {n} is out of range: the model has {n_units} units, "

@@ -7,6 +7,7 @@ re-running (after pyinstrument's session).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,17 @@ from .marks import PHASES, StepSample
 from .stats import Stats
 
 SCHEMA = "tlprof.run/1"
+
+
+def finite(value: Any) -> Any:
+    """NaN and ±inf become None, so the document is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 class RunDocumentError(ValueError):
@@ -153,7 +165,7 @@ class Profile:
             raise RunDocumentError(f"incomplete tlprof run document: missing or bad {exc}") from exc
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        Path(path).write_text(json.dumps(finite(self.to_dict()), indent=1, allow_nan=False) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Profile:

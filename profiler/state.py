@@ -8,9 +8,20 @@ import torch
 from torch import nn
 
 
+@dataclass(frozen=True)
+class Slot:
+    """One parameter or buffer, where it lives, and a copy of its value."""
+
+    module: nn.Module
+    name: str
+    kind: str  # "_parameters" | "_buffers"
+    tensor: torch.Tensor  # the object the user's model held
+    saved: torch.Tensor
+
+
 @dataclass
 class ModelState:
-    tensors: list[tuple[torch.Tensor, torch.Tensor]]  # (live tensor, saved copy)
+    slots: list[Slot]
     grads: list[tuple[nn.Parameter, torch.Tensor | None]]
     requires_grad: list[tuple[nn.Parameter, bool]]
     training: list[tuple[nn.Module, bool]]
@@ -18,20 +29,31 @@ class ModelState:
 
     @classmethod
     def capture(cls, model: nn.Module) -> ModelState:
-        live = list(model.parameters()) + [b for b in model.buffers()]
+        params = list(model.parameters())
         return cls(
-            tensors=[(t, t.detach().clone()) for t in live],
-            grads=[(p, None if p.grad is None else p.grad.detach().clone()) for p in model.parameters()],
-            requires_grad=[(p, p.requires_grad) for p in model.parameters()],
+            slots=[
+                Slot(m, name, kind, t, t.detach().clone())
+                for m in model.modules()
+                for kind in ("_parameters", "_buffers")
+                for name, t in getattr(m, kind).items()
+                if t is not None
+            ],
+            grads=[(p, None if p.grad is None else p.grad.detach().clone()) for p in params],
+            requires_grad=[(p, p.requires_grad) for p in params],
             training=[(m, m.training) for m in model.modules()],
             backend_flags=_backend_flags(),
         )
 
     def restore_values(self) -> None:
-        """Weights and buffers (BatchNorm statistics) back to their captured values."""
+        """The captured objects back in their modules, with their captured values.
+
+        ``Module.to`` may replace a tensor rather than change it (buffers always),
+        so the module's slot is set back to the object it held, not only refilled.
+        """
         with torch.no_grad():
-            for live, saved in self.tensors:
-                live.data = saved.clone()
+            for slot in self.slots:
+                slot.tensor.data = slot.saved.clone()
+                getattr(slot.module, slot.kind)[slot.name] = slot.tensor
 
     def restore(self) -> None:
         self.restore_values()

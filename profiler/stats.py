@@ -35,4 +35,4 @@ class Stats:
 
     @classmethod
     def from_dict(cls, d: dict) -> Stats:
-        return cls([float(x) for x in d["samples"]])
+        return cls([float("nan") if x is None else float(x) for x in d["samples"]])

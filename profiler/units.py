@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .errors import TlprofError
+
 
 @dataclass
 class Unit:
@@ -44,8 +46,14 @@ class Unit:
 
 
 def has_own_weight(module: nn.Module) -> bool:
-    """Conv/Linear-like: a parameter of its own with two or more dimensions."""
-    return any(p.dim() >= 2 for p in module.parameters(recurse=False))
+    """Conv/Linear-like: a weight of its own with two or more dimensions.
+
+    Only parameters named ``*weight`` count (``weight``, ``in_proj_weight``), so
+    a container holding, say, a position embedding is not a layer.
+    """
+    return any(
+        name.endswith("weight") and p.dim() >= 2 for name, p in module.named_parameters(recurse=False)
+    )
 
 
 def _is_torchvision_resnet(model: nn.Module) -> bool:
@@ -110,8 +118,27 @@ def eval_no_grad(model: nn.Module) -> Iterator[None]:
             m.training = training
 
 
+@contextmanager
+def train_no_grad(model: nn.Module) -> Iterator[None]:
+    """A probing forward in training mode (what is profiled); buffers such as BatchNorm
+    statistics get their values back after it."""
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+
+
 def execution_order(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """Names of modules in order of their first call, from one no-grad eval forward."""
+    """Names of modules in order of their first call, from one no-grad forward.
+
+    Training mode first, since modules that run only in training (auxiliary
+    heads) are layers of a training step too; eval mode if that forward fails
+    (BatchNorm refuses a batch of one).
+    """
     names = {m: n for n, m in model.named_modules()}
     order: list[str] = []
     seen: set[str] = set()
@@ -123,12 +150,22 @@ def execution_order(model: nn.Module, example: torch.Tensor) -> list[str]:
             order.append(name)
 
     handles = [m.register_forward_pre_hook(pre_hook) for m in model.modules()]
+    modes = [(m, m.training) for m in model.modules()]
     try:
-        with eval_no_grad(model):
-            model(example)
+        try:
+            model.train()
+            with train_no_grad(model):
+                model(example)
+        except Exception:
+            order.clear()
+            seen.clear()
+            with eval_no_grad(model):
+                model(example)
     finally:
         for h in handles:
             h.remove()
+        for m, training in modes:
+            m.training = training
     return order
 
 
@@ -144,13 +181,32 @@ def find_units(model: nn.Module, example: torch.Tensor) -> list[Unit]:
             unit_names.append(name)
         owner_of[name] = max(len(unit_names) - 1, 0)
     if not unit_names:
-        raise ValueError("the model has no layer with a weight of two or more dimensions")
+        raise TlprofError("the model has no layer with a weight of two or more dimensions")
+    order += _adopt_uncalled(modules, owner_of)
 
     owned: list[list[str]] = [[u] for u in unit_names]
     for name in order:
         if name not in unit_names and _holds_params_or_is_leaf(modules[name]):
             owned[owner_of[name]].append(name)
-    return [_make_unit(i, unit_names[i], owned[i], modules, convention) for i in range(len(owned))]
+    units = [_make_unit(i, unit_names[i], owned[i], modules, convention) for i in range(len(owned))]
+    units[0].params[:0] = list(model.parameters(recurse=False))  # the root's run before unit 1
+    return units
+
+
+def _adopt_uncalled(modules: dict[str, nn.Module], owner_of: dict[str, int]) -> list[str]:
+    """Modules with parameters that are never called themselves (their weights are used by a
+    parent, as MultiheadAttention uses ``out_proj``) belong to their nearest called ancestor's
+    unit, so that freezing by ownership freezes them too."""
+    adopted = []
+    for name, module in modules.items():
+        if name and name not in owner_of and any(True for _ in module.parameters(recurse=False)):
+            parent = name
+            while "." in parent and parent not in owner_of:
+                parent = parent.rpartition(".")[0]
+            if parent in owner_of:
+                owner_of[name] = owner_of[parent]
+                adopted.append(name)
+    return adopted
 
 
 def _holds_params_or_is_leaf(module: nn.Module) -> bool:
@@ -169,11 +225,6 @@ def _make_unit(
                 params.append(p)
     stage, block = convention.stage_block(name)
     return Unit(i + 1, name, modules[name], owned, params, stage, block)
-
-
-def owned_modules(model: nn.Module, units: list[Unit]) -> dict[str, nn.Module]:
-    modules = dict(model.named_modules())
-    return {n: modules[n] for u in units for n in u.modules}
 
 
 def freeze(model: nn.Module, units: list[Unit], n_frozen: int, frozen_bn: str = "eval") -> None:

@@ -10,13 +10,16 @@ Every figure is computed from the medians the run document already holds:
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tlprof.errors import TlprofError
-from tlprof.session import Profile, Run
+from tlprof.session import (
+    Profile,
+    Run,
+    finite,  # noqa: F401  (re-exported for the renderers)
+)
 from tlprof.stats import Stats
 
 SCHEMA = "tlprof.report/1"
@@ -205,17 +208,6 @@ class Report:
             for name, row in data["cost_model"]["rows"].items()
         }
         return finite(data)
-
-
-def finite(value: Any) -> Any:
-    """NaN and ±inf become None, so the document is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 # -- helpers --------------------------------------------------------------------

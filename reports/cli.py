@@ -130,9 +130,10 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
-    from tlprof.cli import _progress_bar, config_from_args, model_from_args
+    from tlprof.cli import _progress_bar, check_writable, config_from_args, model_from_args
 
     depths = parse_depths(args.freeze)
+    check_writable(args.json, "--json")
     spec = model_from_args(args)
     base_args = argparse.Namespace(**{**vars(args), "freeze": 0, "mode": "full"})
     cfg, notes = config_from_args(base_args, spec.input_shape)

@@ -12,10 +12,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from tlprof.reports.builder import finite
 from tlprof.reports.markdown import md_table
 from tlprof.reports.text import fmt_num, fmt_ratio
-from tlprof.session import Profile, Run
+from tlprof.session import Profile, Run, finite
 
 SCHEMA = "tlprof.compare/1"
 

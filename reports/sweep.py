@@ -15,6 +15,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich import box
 from rich.console import Group
 from rich.table import Table
@@ -22,13 +23,14 @@ from rich.text import Text
 from torch import nn
 
 from tlprof.errors import TlprofError
-from tlprof.reports.builder import ReportOptions, build_report, finite
+from tlprof.reports.builder import ReportOptions, build_report
 from tlprof.reports.html_view import STYLE, html_table
 from tlprof.reports.markdown import md_table
 from tlprof.reports.svg import PALETTE, Series, line_chart
 from tlprof.reports.text import fmt_bytes, fmt_num, fmt_ratio
-from tlprof.runner import ProfileConfig, profile_model
-from tlprof.session import Profile, Run, RunDocumentError
+from tlprof.runner import ProfileConfig, check_freeze, profile_model
+from tlprof.session import Profile, Run, RunDocumentError, finite
+from tlprof.units import find_units
 
 SCHEMA = "tlprof.sweep/1"
 REPORT_SCHEMA = "tlprof.sweep-report/1"
@@ -75,7 +77,7 @@ class Sweep:
             raise RunDocumentError(f"incomplete tlprof sweep document: missing or bad {exc}") from exc
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        Path(path).write_text(json.dumps(finite(self.to_dict()), indent=1, allow_nan=False) + "\n")
 
 
 def parse_depths(text: str) -> list[int]:
@@ -88,6 +90,13 @@ def parse_depths(text: str) -> list[int]:
     return depths
 
 
+def _check_depths(model: nn.Module, cfg: ProfileConfig, depths: Sequence[int]) -> None:
+    """Refuse a depth the model cannot take before the first run, not after it."""
+    device = next(model.parameters()).device
+    n_units = len(find_units(model, torch.randn(1, *cfg.input_shape, device=device)))
+    check_freeze(max(depths), n_units)
+
+
 def run_sweep(model: nn.Module, cfg: ProfileConfig, depths: Sequence[int], modes: Sequence[str],
               meta: dict[str, Any] | None = None, progress: Progress | None = None) -> Sweep:
     """One full run, then ``modes`` at every depth N ≥ 1 (depth 0 is the full run itself)."""
@@ -95,6 +104,7 @@ def run_sweep(model: nn.Module, cfg: ProfileConfig, depths: Sequence[int], modes
     def tagged(n: int) -> Progress | None:
         return None if progress is None else (lambda m, done, total: progress(f"{m} {n}", done, total))
 
+    _check_depths(model, cfg, depths)
     base = profile_model(model, replace(cfg, freeze=0, modes=("full",)), meta=meta, progress=tagged(0))
     points = []
     for n in depths:

@@ -95,3 +95,22 @@ def not_a_module() -> object:
 
 def explodes_in_training() -> nn.Module:
     return nn.Sequential(nn.Linear(8, 8), Exploding(fail_on_call=4), nn.Linear(8, 2))
+
+
+class TwoBranches(nn.Module):
+    """Unit 2 and unit 3 both read unit 1's output; unit 2's output only feeds the sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(8, 8)
+        self.left = nn.Linear(8, 8)
+        self.right = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.head(self.left(x) + self.right(x))
+
+
+def two_branches() -> nn.Module:
+    return TwoBranches()

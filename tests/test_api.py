@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tlprof import Profiler, TlprofError
+from tlprof import Profile, Profiler, Stats, TlprofError
 
 from models import DELAY_MS, planted_delays
 
@@ -39,3 +39,18 @@ def test_too_few_steps_is_a_clear_error():
         _train(model, opt, prof, steps=2)
     with pytest.raises(TlprofError, match="at least 4 steps"):
         prof.run()
+
+
+def test_a_run_document_is_strict_json_even_with_undefined_figures(tmp_path):
+    model = planted_delays()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Profiler(model, example=torch.randn(1, 16), optimizer=opt, warmup=0) as prof:
+        _train(model, opt, prof, steps=3)  # memory, plain, timed
+    run = prof.run()
+    run.plain_step_ms = Stats([float("nan")])  # as a run with no plain step would have
+    path = tmp_path / "run.json"
+    Profile(meta={}, units=[], runs={"user": run}).save(path)
+    text = path.read_text()
+    assert "NaN" not in text and '"ratio": null' in text
+    loaded = Profile.load(path).runs["user"]
+    assert loaded.step_ms.samples == run.step_ms.samples

@@ -35,12 +35,14 @@ def _assert_same(before: dict, model: nn.Module) -> None:
         assert torch.equal(after["tensors"][k], v), k
     for key in ("requires_grad", "training", "hooks", "strides", "flags"):
         assert after[key] == before[key], key
-    assert all((a is None) == (b is None) for a, b in zip(after["grads"], before["grads"]))
+    for a, b in zip(after["grads"], before["grads"]):
+        assert (a is None and b is None) or torch.equal(a, b)
 
 
 def _user_model() -> nn.Module:
     model = torchvision.models.resnet18(num_classes=10)
     model.layer1.requires_grad_(False)  # the user's own choices must survive
+    model(torch.randn(2, 3, 32, 32)).sum().backward()  # the user's own gradients
     model.eval()
     model.fc.train()
     return model
@@ -78,3 +80,18 @@ def test_user_loop_profiler_removes_its_hooks_even_on_error():
     assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
     after = _snapshot(model)
     assert after["hooks"] == before["hooks"]
+
+
+def test_state_puts_back_tensors_that_a_move_replaced():
+    from tlprof.state import ModelState
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    weight, running_mean = model[0].weight, model[1].running_mean
+    state = ModelState.capture(model)
+    model.to(torch.float64)  # replaces buffers, as a move to CUDA does
+    model.train()
+    model(torch.randn(8, 4, dtype=torch.float64)).sum().backward()
+    state.restore()
+    assert model[1].running_mean is running_mean and model[0].weight is weight
+    assert running_mean.dtype == torch.float32 and torch.equal(running_mean, torch.zeros(4))
+    assert model[0].weight.grad is None

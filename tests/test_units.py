@@ -49,3 +49,30 @@ def test_generic_rule_counts_every_module_with_a_matrix_weight():
     units = find_units(model, torch.randn(1, 3, 8, 8))
     assert [u.name for u in units] == ["0", "4"]
     assert units[0].modules == ["0", "1", "2", "3"]
+
+
+def _tiny_vit() -> nn.Module:
+    return torchvision.models.VisionTransformer(
+        image_size=16, patch_size=8, num_layers=2, num_heads=2, hidden_dim=8, mlp_dim=16,
+        num_classes=3)
+
+
+def test_every_parameter_of_a_vit_belongs_to_exactly_one_unit():
+    model = _tiny_vit()
+    units = find_units(model, torch.randn(2, 3, 16, 16))
+    assert "encoder" not in [u.name for u in units]  # a position embedding is not a layer
+    owned = [id(p) for u in units for p in u.params]
+    assert sorted(owned) == sorted(id(p) for p in model.parameters())
+    attention = next(u for u in units if u.name.endswith("self_attention"))
+    assert attention.name + ".out_proj" in attention.modules  # used by its parent, never called
+    assert model.class_token in units[0].params
+
+
+def test_frozen_vit_units_do_no_backward():
+    from tlprof import ProfileConfig, profile_model
+
+    cfg = ProfileConfig(batch_size=2, input_shape=(3, 16, 16), device="cpu", steps=1, warmup=0,
+                        freeze=4, modes=("frozen",))
+    run = profile_model(_tiny_vit(), cfg).runs["frozen"]
+    assert all(u.bwd_ms.median == 0 and u.saved_bytes == 0 for u in run.units[:4])
+    assert all(u.bwd_ms.median > 0 for u in run.units[5:])
