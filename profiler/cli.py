@@ -41,7 +41,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=int, metavar="N", help="default: from the model's output")
 
 
-def add_profile_args(p: argparse.ArgumentParser) -> None:
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """What every command that trains a model takes (profile, sweep)."""
     add_model_args(p)
     p.add_argument("--batch-size", type=int, metavar="B", help="default 2 on CPU, 64 on CUDA")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -50,14 +51,18 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
     p.add_argument("--steps", type=int, metavar="N", help="measured steps per run (default 10 CPU, 20 CUDA)")
     p.add_argument("--warmup", type=int, metavar="N", help="dropped steps per run (default 2 CPU, 5 CUDA)")
+    p.add_argument("--frozen-bn", choices=["eval", "train"], default="eval",
+                   help="BatchNorm of frozen units (default eval)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no report")
+
+
+def add_profile_args(p: argparse.ArgumentParser) -> None:
+    add_run_args(p)
     p.add_argument("--freeze", type=int, default=0, metavar="N", help="freeze units 1..N")
     p.add_argument("--mode", choices=["full", "frozen", "cached", "both", "all"],
                    help="both = full + frozen, all = full + frozen + cached; "
                         "default: both with --freeze, else full")
-    p.add_argument("--frozen-bn", choices=["eval", "train"], default="eval",
-                   help="BatchNorm of frozen units (default eval)")
     p.add_argument("--json", metavar="PATH", help="write the whole profile here")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no report")
     p.add_argument("--kernels", action="store_true",
                    help="also FLOPs, bytes, ceilings, roofline and kernels per unit (2 extra steps)")
     p.add_argument("--trace", metavar="PATH", help="write one step's unit and phase spans as a Chrome trace")

@@ -293,7 +293,7 @@ def _profile_placed(
     extras: Sequence[RunExtra],
 ) -> Profile:
     _place(model, device, cfg.channels_last)
-    work = _guard_oom(cfg, lambda: make_workload(model, cfg, device))
+    work = _guard_batch(cfg, lambda: make_workload(model, cfg, device))
     units = find_units(model, work.x[:1])
     check_freeze(cfg.freeze, len(units))
     _set_precision_flags(cfg.precision, device)
@@ -302,7 +302,7 @@ def _profile_placed(
     runs = {}
     for mode in cfg.modes:
         placed.restore_values()
-        runs[mode] = _guard_oom(cfg, lambda m=mode: _regime(m)(
+        runs[mode] = _guard_batch(cfg, lambda m=mode: _regime(m)(
             model, units, work, cfg, m, progress, listeners, extras))
     return Profile(
         meta=_meta(cfg, device, work, {**(meta or {}), **watch.finish()}),
@@ -325,7 +325,8 @@ def check_freeze(n: int, n_units: int) -> None:
         )
 
 
-def _guard_oom(cfg: ProfileConfig, fn: Callable[[], Any]) -> Any:
+def _guard_batch(cfg: ProfileConfig, fn: Callable[[], Any]) -> Any:
+    """Failures that a different batch size fixes, as one clear line."""
     try:
         return fn()
     except (torch.OutOfMemoryError, RuntimeError) as exc:
@@ -334,6 +335,13 @@ def _guard_oom(cfg: ProfileConfig, fn: Callable[[], Any]) -> Any:
         smaller = max(cfg.batch_size // 2, 1)
         raise TlprofError(
             f"out of memory at batch size {cfg.batch_size}; try --batch-size {smaller}"
+        ) from exc
+    except ValueError as exc:
+        if "Expected more than 1 value per channel" not in str(exc):
+            raise
+        raise TlprofError(
+            f"batch size {cfg.batch_size} is too small for BatchNorm in training mode "
+            "(it needs more than one value per channel); try --batch-size 2"
         ) from exc
 
 

@@ -165,7 +165,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tlprof.cli import add_profile_args
+    from tlprof.cli import add_run_args
 
     p = sub.add_parser("report", help="the cost model and the paper's claims, from a saved run")
     p.add_argument("run", metavar="RUN", help="a run (or sweep) document written by --json")
@@ -187,9 +187,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="PATH")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("sweep", help="frozen step time and savings against freeze depth",
-                       conflict_handler="resolve")
-    add_profile_args(p)
+    p = sub.add_parser("sweep", help="frozen step time and savings against freeze depth")
+    add_run_args(p)
     p.add_argument("--freeze", required=True, metavar="N,N,...",
                    help="freeze depths, e.g. 0,10,20,30,40,45,49 (0 = the full run)")
     p.add_argument("--mode", choices=tuple(SWEEP_MODES), default="frozen",

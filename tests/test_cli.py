@@ -131,3 +131,9 @@ def test_json_path_is_checked_before_measuring(capsys, tmp_path):
     line = _error_line(capsys, ["profile", "--model", f"{MODELS}:mlp", *SMALL,
                                 "--json", str(tmp_path / "missing" / "run.json")])
     assert "does not exist" in line
+
+
+def test_batch_of_one_with_batchnorm_is_one_line(capsys):
+    argv = ["profile", "--arch", "resnet18", "--image-size", "32", "--batch-size", "1",
+            "--steps", "1", "--warmup", "0", "--device", "cpu"]
+    assert "too small for BatchNorm" in _error_line(capsys, argv)
