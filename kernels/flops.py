@@ -33,6 +33,7 @@ from torch.utils.flop_counter import flop_registry
 from tlprof.clock import HostClock
 from tlprof.instrument import Instrumenter, first_tensor
 from tlprof.marks import Label
+from tlprof.memory import tensor_bytes
 from tlprof.units import Unit
 
 _aten = torch.ops.aten
@@ -107,14 +108,14 @@ class ActivationRecorder:
         def hook(_module: nn.Module, args: tuple) -> None:
             t = first_tensor(args)
             if t is not None and index not in self._inputs:
-                self._inputs[index] = (_nbytes(t), t.requires_grad and torch.is_grad_enabled())
+                self._inputs[index] = (tensor_bytes(t), t.requires_grad and torch.is_grad_enabled())
 
         return hook
 
     def _output_hook(self, _module: nn.Module, _args: tuple, output: object) -> None:
         t = first_tensor(output)
         if t is not None:
-            self._output_bytes = _nbytes(t)
+            self._output_bytes = tensor_bytes(t)
 
     @contextmanager
     def installed(self) -> Iterator[ActivationRecorder]:
@@ -134,10 +135,6 @@ class ActivationRecorder:
             out_bytes = self._inputs.get(nxt, (0, False))[0] if nxt else self._output_bytes
             result.append(UnitActivation(in_bytes, out_bytes, needs_grad))
         return result
-
-
-def _nbytes(t: torch.Tensor) -> int:
-    return t.numel() * t.element_size()
 
 
 StepFn = Callable[[Instrumenter], None]

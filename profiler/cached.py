@@ -39,7 +39,7 @@ from torch import nn
 from .api import Profiler
 from .clock import Clock, clock_for
 from .errors import TlprofError
-from .instrument import MarkListener
+from .instrument import MarkListener, all_tensors
 from .runner import (
     NullMarker,
     ProfileConfig,
@@ -96,17 +96,6 @@ def record_calls(model: nn.Module, boundary: nn.Module, forward: Callable[[], An
     return calls
 
 
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            yield from _tensors(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _tensors(v)
-
-
 @dataclass
 class FeatureCache:
     """The recorded outputs of the frozen part, by module and by its call count in a forward."""
@@ -140,7 +129,8 @@ class FeatureCache:
             self.outputs.setdefault(module, {}).clear()
             self.outputs[module].update(outs)
         self.expected_calls = {m: ordinal[m] for m in outputs}
-        self.versions = [(t, t._version) for outs in outputs.values() for t in _tensors(list(outs.values()))]
+        recorded = [list(outs.values()) for outs in outputs.values()]
+        self.versions = [(t, t._version) for t in all_tensors(recorded)]
         return self
 
     @property

@@ -12,7 +12,6 @@ per step, and is labelled as such (``energy_estimate_j``).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from . import nvml
+from .errors import say
 
 if TYPE_CHECKING:
     from .runner import RunContext
@@ -163,11 +163,7 @@ class EnergyExtra:
             unit.extra["energy_estimate_j"] = joules
 
 
-def _say(message: str) -> None:
-    print(f"tlprof: {message}", file=sys.stderr)
-
-
-def energy_extras(enabled: bool, device: str, say: Callable[[str], None] = _say) -> list[EnergyExtra]:
+def energy_extras(enabled: bool, device: str, say: Callable[[str], None] = say) -> list[EnergyExtra]:
     """The ``--energy`` option: an EnergyExtra on a CUDA device with NVML, else one line why not."""
     if not enabled:
         return []

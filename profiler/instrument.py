@@ -45,6 +45,18 @@ class StepListener(Protocol):
     def on_step_end(self, step: StepInfo) -> None: ...
 
 
+def all_tensors(value: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in a (nested) tuple, list or dict, in order."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from all_tensors(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from all_tensors(v)
+
+
 def first_tensor(value: Any) -> torch.Tensor | None:
     if isinstance(value, torch.Tensor):
         return value

@@ -21,12 +21,11 @@ Nothing here runs unless a listener is installed (``--nvtx``).
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from .errors import TlprofError
+from .errors import TlprofError, say
 from .instrument import StepInfo
 from .marks import END, Label
 from .units import Unit
@@ -214,12 +213,8 @@ class NvtxRanges:
         self._push(stack, *self._range(label))
 
 
-def _say(message: str) -> None:
-    print(f"tlprof: {message}", file=sys.stderr)
-
-
 def nvtx_listeners(
-    enabled: bool | None, device: str, say: Callable[[str], None] = _say
+    enabled: bool | None, device: str, say: Callable[[str], None] = say
 ) -> list[NvtxRanges]:
     """The ``--nvtx`` option: on by default on CUDA; one line and no ranges when NVTX is missing."""
     if enabled is None:
