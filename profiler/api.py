@@ -20,7 +20,7 @@ from .errors import TlprofError
 from .instrument import Instrumenter, MarkListener, PlainTimer, StepInfo
 from .marks import StepSample
 from .memory import AllocatorReadings, SavedBytes, static_memory
-from .session import Run
+from .session import Profile, Run
 from .units import Unit, find_units
 
 
@@ -165,6 +165,13 @@ class Profiler:
             self.memory.update(_allocator_summary(self.device, start_bytes, readings, self.units))
 
     # -- results -------------------------------------------------------------
+
+    def profile(self, mode: str = "full", meta: dict[str, Any] | None = None) -> Profile:
+        """The measured steps as a run document, for ``save`` and ``tlprof report``."""
+        base = {"device": str(self.device), "clock": getattr(self.clock, "name", ""),
+                "torch_version": torch.__version__, "warmup": self.warmup}
+        return Profile(meta={**base, **(meta or {})}, units=[u.to_dict() for u in self.units],
+                       runs={mode: self.run(mode)})
 
     def run(self, mode: str = "user", freeze: int = 0) -> Run:
         if not self.samples:

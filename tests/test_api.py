@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -30,6 +32,20 @@ def test_user_loop_measures_units_and_optimizer():
     assert run.units[1].fwd_ms.median >= DELAY_MS and run.units[2].bwd_ms.median >= DELAY_MS
     assert run.phases["optimizer_ms"].median > 0
     assert run.units[0].saved_bytes > 0 and run.units[0].optimizer_state_bytes == 0
+
+
+def test_user_loop_document_renders_as_a_report(tmp_path, capsys):
+    from tlprof.cli import main
+
+    model = planted_delays()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Profiler(model, example=torch.randn(1, 16), optimizer=opt, warmup=1) as prof:
+        _train(model, opt, prof, steps=4)
+    path = tmp_path / "mine.json"
+    prof.profile(meta={"model": "planted"}).save(path)
+    assert main(["report", str(path), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["t_ms"]) == 4 and report["t_ms"][1] >= DELAY_MS
 
 
 def test_too_few_steps_is_a_clear_error():
