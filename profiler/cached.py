@@ -27,6 +27,7 @@ control flow in the frozen part that changes the call sequence is refused.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,23 +37,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from .api import Profiler
 from .clock import Clock, clock_for
 from .errors import TlprofError
 from .instrument import MarkListener, all_tensors
 from .runner import (
-    NullMarker,
     ProfileConfig,
     Progress,
     RunContext,
     RunExtra,
     Workload,
-    make_optimizer,
-    train_step,
+    measure_regime,
+    prepare_regime,
 )
 from .session import Run
 from .stats import Stats
-from .units import Unit, freeze
+from .units import Unit
 
 REPLAY_PHASE = "other"  # the replayed frozen part runs before the first trainable unit
 
@@ -233,15 +232,18 @@ def time_features(model: nn.Module, boundary: nn.Module, work: Workload, clock: 
 
 @dataclass
 class CachedRunContext(RunContext):
-    """Extra measurements of the cached run replay the features too."""
+    """Every step of the cached run, timed or extra, replays the recorded features."""
 
     cache: FeatureCache | None = None
+    forward_phase: str | None = REPLAY_PHASE
+    recaptured_steps: int = 0
 
-    def train_step(self, marker: Any = None) -> None:
-        with self.cache.replaying():
-            train_step(marker or NullMarker(), self.model, self.work, self.optimizer, self.scaler,
-                       forward_phase=REPLAY_PHASE)
-        self.cache.refresh_if_modified()
+    def step_scope(self) -> contextlib.AbstractContextManager:
+        return self.cache.replaying()
+
+    def after_step(self) -> None:
+        self.cache.check_replay()
+        self.recaptured_steps += self.cache.refresh_if_modified()
 
 
 def run_cached_regime(
@@ -256,38 +258,18 @@ def run_cached_regime(
 ) -> Run:
     """The ``cached`` run: F_N measured first, then timed steps of units N+1..L on cached features."""
     n_frozen = cfg.freeze
+    base = prepare_regime(model, units, work, cfg, mode, n_frozen)
     boundary = units[n_frozen].module
-    model.train()
-    freeze(model, units, n_frozen, cfg.frozen_bn)
-    clock = clock_for(work.device)
-    features_ms = time_features(model, boundary, work, clock, cfg.warmup, cfg.steps)
+    features_ms = time_features(model, boundary, work, clock_for(work.device), cfg.warmup, cfg.steps)
 
     def feature_forward() -> Any:
         with torch.no_grad(), work.autocast():
             return model(work.x)
 
     cache = FeatureCache(model, boundary, feature_forward).capture()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(cfg.optimizer, trainable, cfg.lr)
-    scaler = work.scaler()
-    prof = Profiler(model, units, optimizer=opt, hook_optimizer=False, device=work.device,
-                    warmup=cfg.warmup, listeners=listeners, name=mode)
-    total = cfg.steps_per_run
-    refreshed = 0
-    with prof:
-        for i in range(total):
-            with cache.replaying(), prof.step():
-                train_step(prof, model, work, opt, scaler, forward_phase=REPLAY_PHASE)
-            if i == 0:
-                cache.check_replay()
-            refreshed += cache.refresh_if_modified()
-            if progress:
-                progress(mode, i + 1, total)
-    run = prof.run(mode, n_frozen)
+    ctx = CachedRunContext(**{**vars(base), "forward_phase": REPLAY_PHASE}, cache=cache)
+    run = measure_regime(ctx, progress, listeners, extras)
     run.extra["features_ms"] = Stats(features_ms).to_dict()
     run.extra["cache"] = {"replayed_calls": cache.replayed_calls, "bytes": cache.nbytes,
-                          "recaptured_steps": refreshed}
-    ctx = CachedRunContext(model, units, work, cfg, mode, n_frozen, opt, scaler, cache=cache)
-    for extra in extras:
-        extra.after_run(ctx, run)
+                          "recaptured_steps": ctx.recaptured_steps}
     return run

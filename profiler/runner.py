@@ -47,9 +47,22 @@ class RunContext:
     n_frozen: int
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
+    forward_phase: str | None = None  # see train_step
+
+    def step_scope(self) -> contextlib.AbstractContextManager:
+        """Set-up around each step, outside its timing (the cached regime's replay)."""
+        return contextlib.nullcontext()
+
+    def after_step(self) -> None:
+        """Checks after each step, outside its timing."""
 
     def train_step(self, marker: Any = None) -> None:
-        train_step(marker or NullMarker(), self.model, self.work, self.optimizer, self.scaler)
+        with self.step_scope():
+            self.marked_step(marker or NullMarker())
+        self.after_step()
+
+    def marked_step(self, marker: Any) -> None:
+        train_step(marker, self.model, self.work, self.optimizer, self.scaler, self.forward_phase)
 
 
 class RunExtra(Protocol):
@@ -227,24 +240,42 @@ def run_regime(
     extras: Sequence[RunExtra] = (),
 ) -> Run:
     n_frozen = cfg.freeze if mode == "frozen" else 0
+    return measure_regime(prepare_regime(model, units, work, cfg, mode, n_frozen),
+                          progress, listeners, extras)
+
+
+def prepare_regime(
+    model: nn.Module, units: Sequence[Unit], work: Workload, cfg: ProfileConfig, mode: str,
+    n_frozen: int,
+) -> RunContext:
+    """Units 1..n_frozen frozen, and an optimizer over what trains."""
     model.train()
     freeze(model, units, n_frozen, cfg.frozen_bn)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(cfg.optimizer, trainable, cfg.lr)
-    scaler = work.scaler()
+    return RunContext(model, units, work, cfg, mode, n_frozen, opt, work.scaler())
+
+
+def measure_regime(
+    ctx: RunContext,
+    progress: Progress | None = None,
+    listeners: Sequence[MarkListener] = (),
+    extras: Sequence[RunExtra] = (),
+) -> Run:
+    """The regime's scheduled steps (warm-up, memory, plain and timed), then the extras."""
     prof = Profiler(
-        model, units, optimizer=opt, hook_optimizer=False, device=work.device,
-        warmup=cfg.warmup, listeners=listeners, name=mode,
+        ctx.model, ctx.units, optimizer=ctx.optimizer, hook_optimizer=False,
+        device=ctx.work.device, warmup=ctx.cfg.warmup, listeners=listeners, name=ctx.mode,
     )
-    total = cfg.steps_per_run
+    total = ctx.cfg.steps_per_run
     with prof:
         for i in range(total):
-            with prof.step():
-                train_step(prof, model, work, opt, scaler)
+            with ctx.step_scope(), prof.step():
+                ctx.marked_step(prof)
+            ctx.after_step()
             if progress:
-                progress(mode, i + 1, total)
-    run = prof.run(mode, n_frozen)
-    ctx = RunContext(model, units, work, cfg, mode, n_frozen, opt, scaler)
+                progress(ctx.mode, i + 1, total)
+    run = prof.run(ctx.mode, ctx.n_frozen)
     for extra in extras:
         extra.after_run(ctx, run)
     return run
