@@ -2,7 +2,10 @@
 
 Each figure is the median of repeated timed runs after warm-up, on random data:
 a square ``n × n`` matrix product (2·n³ FLOPs) per precision, and a copy of one
-buffer into another (bytes read + bytes written). CUDA is timed with events on
+buffer into another (bytes read + bytes written). On the CPU each precision's
+``n`` grows from 256 by doubling up to ``matmul_n`` while one product stays under
+``max_product_ms``: a CPU without fast fp16 takes seconds for one 1024³ product,
+which would make the measurement minutes of silence. CUDA is timed with events on
 the current stream, the CPU with the host clock.
 """
 
@@ -28,9 +31,11 @@ class CeilingSizes:
     copy_bytes: int
     warmup: int
     reps: int
+    min_matmul_n: int | None = None  # grow n from here (None: always matmul_n)
+    max_product_ms: float = 25.0
 
 
-CPU_SIZES = CeilingSizes(matmul_n=1024, copy_bytes=256 * 2**20, warmup=2, reps=10)
+CPU_SIZES = CeilingSizes(matmul_n=1024, copy_bytes=256 * 2**20, warmup=2, reps=10, min_matmul_n=256)
 CUDA_SIZES = CeilingSizes(matmul_n=8192, copy_bytes=2 * 2**30, warmup=5, reps=20)
 
 
@@ -40,10 +45,11 @@ class Ceilings:
     device_name: str
     matmul_tflops: dict[str, float]  # precision -> median TFLOP/s
     copy_gbps: float  # median GB/s, bytes read + written
-    matmul_n: int
+    matmul_n: int  # the largest product's size
     copy_bytes: int
     threads: int  # CPU threads torch used
     samples_ms: dict[str, list[float]] = field(default_factory=dict)  # every timed run
+    matmul_sizes: dict[str, int] = field(default_factory=dict)  # precision -> n of its product
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,15 +81,30 @@ def measure_ceilings(device: torch.device, sizes: CeilingSizes | None = None) ->
     timer = _timer(device)
     samples: dict[str, list[float]] = {}
     tflops: dict[str, float] = {}
-    n = sizes.matmul_n
+    chosen: dict[str, int] = {}
     for precision in supported_precisions(device):
         with _matmul_precision(precision):
+            n = chosen[precision] = _matmul_size(device, precision, sizes)
             samples[f"matmul_{precision}"] = _matmul_ms(device, precision, n, sizes, timer)
         tflops[precision] = 2 * n**3 / (statistics.median(samples[f"matmul_{precision}"]) * 1e9)
     samples["copy"] = _copy_ms(device, sizes, timer)
     gbps = 2 * sizes.copy_bytes / (statistics.median(samples["copy"]) * 1e6)
-    return Ceilings(str(device), device_name(device), tflops, gbps, n, sizes.copy_bytes,
-                    torch.get_num_threads(), samples)
+    return Ceilings(str(device), device_name(device), tflops, gbps, max(chosen.values()),
+                    sizes.copy_bytes, torch.get_num_threads(), samples, chosen)
+
+
+def _matmul_size(device: torch.device, precision: str, sizes: CeilingSizes) -> int:
+    """``matmul_n``, or on the CPU the largest doubling of ``min_matmul_n`` whose product is quick."""
+    n = sizes.min_matmul_n
+    if n is None or device.type == "cuda":
+        return sizes.matmul_n
+    while n < sizes.matmul_n:
+        a = torch.randn(n, n, dtype=DTYPES[precision])
+        torch.mm(a, a)
+        if min(_host_times(lambda a=a: torch.mm(a, a), 0, 2)) * 8 > sizes.max_product_ms:
+            break  # the next doubling costs 8× this product
+        n *= 2
+    return n
 
 
 Timer = Callable[[Callable[[], object], int, int], list[float]]

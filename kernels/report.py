@@ -47,7 +47,8 @@ def ceilings_table(c: Ceilings) -> Table:
     table.add_column("median", justify="right")
     table.add_column("size", justify="right")
     for precision, tflops in c.matmul_tflops.items():
-        table.add_row(f"matmul {precision}", f"{tflops:.3f} TFLOP/s", f"{c.matmul_n}³")
+        n = c.matmul_sizes.get(precision, c.matmul_n)
+        table.add_row(f"matmul {precision}", f"{tflops:.3f} TFLOP/s", f"{n}³")
     table.add_row("device copy", f"{c.copy_gbps:.1f} GB/s",
                   f"{c.copy_bytes / 2**20:.0f} MiB, read + write")
     return table
