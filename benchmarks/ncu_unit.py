@@ -59,19 +59,19 @@ def target(profile_path: str, warmup_steps: int) -> int:
     import torch
 
     from tlprof import Profiler, find_units
+    from tlprof.document import RunDocument
     from tlprof.models import build_arch
     from tlprof.nvtx_ranges import NvtxRanges
     from tlprof.runner import (
         NullMarker,
         ProfileConfig,
-        _set_precision_flags,  # the profile's cuDNN and TF32 settings, so the same kernels run
         make_optimizer,
         make_workload,
+        set_precision_flags,  # the profile's cuDNN and TF32 settings, so the same kernels run
         train_step,
     )
-    from tlprof.session import Profile
 
-    meta = Profile.load(profile_path).meta
+    meta = RunDocument.load(profile_path).meta.to_dict()
     device = torch.device("cuda")
     cfg = ProfileConfig(batch_size=meta["batch_size"], input_shape=tuple(meta["input_shape"]),
                         device="cuda", precision=meta["precision"], channels_last=meta["channels_last"],
@@ -81,7 +81,7 @@ def target(profile_path: str, warmup_steps: int) -> int:
         model.to(memory_format=torch.channels_last)
     work = make_workload(model, cfg, device)
     units = find_units(model, work.x[:1])
-    _set_precision_flags(cfg.precision, device)
+    set_precision_flags(cfg.precision, device)
     model.train()
     opt = make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr)
     scaler = work.scaler()
@@ -111,18 +111,18 @@ def run_ncu(ncu: str, nvtx_filter: str, profile_path: str, log: Path) -> tuple[i
 
 
 def driver(args: argparse.Namespace) -> int:
+    from tlprof.document import RunDocument
     from tlprof.nvtx_ranges import load_backend, nsight_filter, nsight_regex_filter
-    from tlprof.session import Profile
 
     out = Path(args.out)
-    profile = Profile.load(args.profile)
-    if not str(profile.meta.get("device", "")).startswith("cuda"):
+    profile = RunDocument.load(args.profile)
+    if not str(profile.meta.device or "").startswith("cuda"):
         return _skip(out, f"{args.profile} is not a CUDA profile")
     ncu = shutil.which("ncu") or next(
         (p for p in ("/usr/local/cuda/bin/ncu",) if os.access(p, os.X_OK)), None)
     if ncu is None:
         return _skip(out, "ncu (Nsight Compute) not found on PATH or in /usr/local/cuda/bin")
-    names = [u["name"] for u in profile.units]
+    names = profile.unit_names
     if args.unit not in names:
         print(f"ncu_unit: no unit {args.unit!r} in {args.profile}", file=sys.stderr)
         return 2
@@ -145,8 +145,8 @@ def driver(args: argparse.Namespace) -> int:
     result = {
         "unit": args.unit, "unit_index": index + 1, "range": message, "nvtx_backend": backend.name,
         "nvtx_domain": backend.domain, "filters_tried": tried, "profile": args.profile, "run": args.run,
-        "device_name": profile.meta.get("device_name"), "batch_size": profile.meta.get("batch_size"),
-        "precision": profile.meta.get("precision"),
+        "device_name": profile.meta.device_name, "batch_size": profile.meta.batch_size,
+        "precision": profile.meta.precision,
         "kernels": [{"name": n, "duration_ns": d} for n, d in kernels],
         "kernel_sum_ms": kernel_ms, "event_fwd_ms_median": event.median, "event_fwd_ms_iqr": event.iqr,
         "kernels_over_events": kernel_ms / event.median if kernels and event.median > 0 else None,
@@ -156,7 +156,7 @@ def driver(args: argparse.Namespace) -> int:
         print(f"ncu profiled no kernel inside {message} with any of: "
               + ", ".join(t["filter"] for t in tried), file=sys.stderr)
         return 1
-    print(f"{args.unit} forward ({profile.meta.get('arch')}, batch {result['batch_size']}, "
+    print(f"{args.unit} forward ({profile.meta.arch}, batch {result['batch_size']}, "
           f"{result['precision']}, {result['device_name']}), NVTX via {backend.name}:")
     print(f"  ncu: {len(kernels)} kernels in {message} (filter {tried[-1]['filter']}): {kernel_ms:.4f} ms")
     for n, d in kernels:

@@ -44,7 +44,7 @@ def main() -> int:
     recorder = Recorder()
     main_thread = threading.get_ident()
     cfg = ProfileConfig(batch_size=32, input_shape=(3, 64, 64), device=args.device, steps=2, warmup=1,
-                        freeze=45, modes=("full", "frozen"))
+                        freeze=45, runs=("full", "frozen"))
     profile_model(torchvision.models.resnet50(), cfg, listeners=[NvtxRanges(recorder)])
 
     stacks: dict[int, list[str]] = defaultdict(list)

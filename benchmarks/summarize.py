@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from tlprof.session import Profile, RunDocumentError
+from tlprof.document import RunDocument, RunDocumentError
 
 
 def main(paths: list[str]) -> int:
@@ -12,14 +12,15 @@ def main(paths: list[str]) -> int:
           f"{'frozen ms':>9} {'ratio':>6} {'ovh full':>8} {'peak MiB':>9}")
     for path in paths:
         try:
-            p = Profile.load(path)
+            p = RunDocument.load(path)
         except RunDocumentError:
             continue  # other JSON under $OUT (traces, ceilings)
         full, frozen = p.runs.get("full"), p.runs.get("frozen")
         ratio = frozen.step_ms.median / full.step_ms.median if full and frozen else float("nan")
-        peak = max((r.memory.get("peak_allocated_bytes") or 0) for r in p.runs.values()) / 2**20
-        print(f"{path.rsplit('/', 1)[-1]:<28} {p.meta['device_name'][:28]:<28} "
-              f"{p.meta['precision']:<5} {p.meta['batch_size']:>5} "
+        peak = max((r.memory.allocator.peak_allocated_bytes if r.memory.allocator else 0)
+                   for r in p.runs.values()) / 2**20
+        print(f"{path.rsplit('/', 1)[-1]:<28} {p.meta.device_name[:28]:<28} "
+              f"{p.meta.precision:<5} {p.meta.batch_size:>5} "
               f"{full.step_ms.median if full else float('nan'):>9.2f} "
               f"{frozen.step_ms.median if frozen else float('nan'):>9.2f} {ratio:>6.3f} "
               f"{full.overhead_ratio if full else float('nan'):>8.3f} {peak:>9.0f}")

@@ -34,19 +34,17 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 
 def range_name(label: Label) -> str | None:
-    kind, key = label
-    if kind in ("fwd", "bwd"):
-        return f"{RANGE_PREFIX}{kind}:{key}"
-    if kind == "phase" and key != "other":
-        return f"{RANGE_PREFIX}phase:{key}"
+    """``tlprof:fwd:3``, ``tlprof:loss_bwd``; none for ``other`` and the end."""
+    label = Label(*label)
+    if label.is_unit or (label.kind == "phase" and label.key != "other"):
+        return RANGE_PREFIX + label.text()
     return None
 
 
 def parse_range(name: str) -> Label | None:
     if not name.startswith(RANGE_PREFIX):
         return None
-    kind, _, key = name[len(RANGE_PREFIX):].partition(":")
-    return (kind, int(key)) if kind in ("fwd", "bwd") else (kind, key)
+    return Label.parse(name[len(RANGE_PREFIX):])
 
 
 class RangeMarks:

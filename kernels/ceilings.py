@@ -15,10 +15,11 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import torch
 
+from tlprof.document import Ceilings
 from tlprof.runner import device_name
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
@@ -37,36 +38,6 @@ class CeilingSizes:
 
 CPU_SIZES = CeilingSizes(matmul_n=1024, copy_bytes=256 * 2**20, warmup=2, reps=10, min_matmul_n=256)
 CUDA_SIZES = CeilingSizes(matmul_n=8192, copy_bytes=2 * 2**30, warmup=5, reps=20)
-
-
-@dataclass
-class Ceilings:
-    device: str
-    device_name: str
-    matmul_tflops: dict[str, float]  # precision -> median TFLOP/s
-    copy_gbps: float  # median GB/s, bytes read + written
-    matmul_n: int  # the largest product's size
-    copy_bytes: int
-    threads: int  # CPU threads torch used
-    samples_ms: dict[str, list[float]] = field(default_factory=dict)  # every timed run
-    matmul_sizes: dict[str, int] = field(default_factory=dict)  # precision -> n of its product
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Ceilings:
-        return cls(**d)
-
-    def peak_tflops(self, precision: str) -> tuple[str, float]:
-        """The ceiling a run of ``precision`` is held to (fp32 where its own is not measured)."""
-        if precision in self.matmul_tflops:
-            return precision, self.matmul_tflops[precision]
-        return "fp32", self.matmul_tflops["fp32"]
-
-    def ridge(self, precision: str) -> float:
-        """FLOP per byte where the compute roof meets the bandwidth roof."""
-        return self.peak_tflops(precision)[1] * 1e12 / (self.copy_gbps * 1e9)
 
 
 def supported_precisions(device: torch.device) -> list[str]:

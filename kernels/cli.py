@@ -1,15 +1,17 @@
-"""Commands and profile options of ``tlprof.kernels``: ceilings, kernels, --kernels, --trace."""
+"""Commands and profile options of ``tlprof.kernels``: ceilings, kernels, --kernels, --trace.
+
+Nothing here imports torch until a command that measures runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from rich.console import Console
 
+from tlprof.cli_args import check_writable
+from tlprof.document import RunDocument, RunDocumentError, save_json
 from tlprof.errors import TlprofError
-from tlprof.session import Profile, RunDocumentError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,27 +31,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_ceilings(args: argparse.Namespace, console: Console) -> int:
-    from tlprof.cli import check_writable
+    from tlprof.reports.kernels_view import ceilings_table
     from tlprof.runner import on_device, resolve_device
 
     from .ceilings import measure_ceilings
-    from .report import ceilings_table
 
     check_writable(args.json, "--json")
     device = resolve_device(args.device)
     with on_device(device):
         ceilings = measure_ceilings(device)
     if args.json:
-        Path(args.json).write_text(json.dumps(ceilings.to_dict(), indent=1) + "\n")
+        save_json(ceilings.to_dict(), args.json)
     console.print(ceilings_table(ceilings))
     return 0
 
 
 def cmd_kernels(args: argparse.Namespace, console: Console) -> int:
-    from .report import kernels_view
+    from tlprof.reports.kernels_view import kernels_view
 
     try:
-        profile = Profile.load(args.run_json)
+        profile = RunDocument.load(args.run_json)
     except RunDocumentError as exc:
         raise TlprofError(str(exc)) from exc
     console.print(kernels_view(profile, top=args.top, runs=args.run))
@@ -65,16 +66,16 @@ def profile_extras(args: argparse.Namespace) -> list:
     return [KernelsExtra()]
 
 
-def after_profile(args: argparse.Namespace, profile: Profile, console: Console) -> None:
+def after_profile(args: argparse.Namespace, profile: RunDocument, console: Console) -> None:
     """Write the trace, and say how well the kernel sums agree with the measured times."""
     if getattr(args, "trace", None):
-        from .trace import write_trace
+        from tlprof.reports.trace import write_trace
 
         write_trace(profile, args.trace)
     if args.quiet:
         return
     if getattr(args, "kernels", False):
-        from .report import run_summary
+        from tlprof.reports.kernels_view import run_summary
 
         for name, run in profile.runs.items():
             console.print(run_summary(name, run))

@@ -5,13 +5,9 @@ timed: one under the FLOP-counting dispatch mode (FLOPs and activation bytes
 per unit) and one under ``torch.profiler`` (kernels per unit). The device
 ceilings are measured once, at the first run, and stored with every run.
 
-Fields added to each unit record: ``flops_fwd``, ``flops_bwd`` (int FLOPs),
-``act_in_bytes``, ``act_out_bytes``, ``bytes_fwd``, ``bytes_bwd`` (lower-bound
-traffic), ``intensity_fwd``, ``intensity_bwd`` (FLOP/byte), ``roofline``
-(``fwd``/``bwd``: achieved rate, roof, % of roof, bound), ``kernel_fwd_ms``,
-``kernel_bwd_ms``, ``kernel_agreement``, ``kernels_fwd``, ``kernels_bwd``
-(top kernels: name, count, total_ms). To each run: ``kernel_agreement`` and a
-``kernels`` block (ceilings, FLOPs outside units, warnings).
+Each unit record gets a ``UnitKernels`` (FLOPs, bytes, intensity, roofline,
+kernel sums and top kernels) and the run a ``KernelsSection`` (ceilings, FLOPs
+outside units, kernel agreement); warnings go to the run's warnings.
 """
 
 from __future__ import annotations
@@ -20,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tlprof.clock import clock_for
+from tlprof.document import KernelsSection, Run, UnitKernels
 from tlprof.instrument import Instrumenter
 from tlprof.marks import Label, StepSample
 from tlprof.runner import RunContext
-from tlprof.session import Run, UnitRun
 
 from .breakdown import LabelKernels, RangeMarks, breakdown, profile_step
 from .ceilings import Ceilings, measure_ceilings
@@ -53,15 +49,13 @@ class KernelsExtra:
         if (self.ceilings is None or stale) and self.measure:
             self.ceilings = measure_ceilings(ctx.work.device)
         flops, acts = count_flops(ctx.model, ctx.units, lambda inst: ctx.train_step(inst))
-        warnings = _flop_warnings(flops, ctx)
-        for record, unit_flops in zip(run.units, zip(flops.fwd, flops.bwd)):
-            record.extra["flops_fwd"], record.extra["flops_bwd"] = unit_flops
+        for text in _flop_warnings(flops, ctx):
+            run.warn("kernels", text)
+        for record, (fwd, bwd) in zip(run.units, zip(flops.fwd, flops.bwd)):
+            record.kernels = UnitKernels(flops_fwd=fwd, flops_bwd=bwd)
         _store_bytes(run, acts, ctx.cfg.precision, self.ceilings)
-        block: dict = {"flops_phases": flops.phases, "flop_threads": flops.threads,
-                       "warnings": warnings}
-        if self.ceilings is not None:
-            block["ceilings"] = self.ceilings.to_dict()
-        run.extra["kernels"] = block
+        run.kernels = KernelsSection(flops_phases=flops.phases, flop_threads=flops.threads,
+                                     ceilings=self.ceilings)
         if self.breakdown:
             step = _profile_kernels(ctx)
             _store_kernels(run, step, self.top, ctx.work.device.type == "cuda")
@@ -80,17 +74,15 @@ def _store_bytes(run: Run, acts: Sequence[UnitActivation], precision: str,
     for record, act in zip(run.units, acts):
         ub = UnitBytes(record.param_bytes, record.grad_bytes, record.saved_bytes,
                        act.in_bytes, act.out_bytes, act.input_requires_grad)
-        ex = record.extra
-        ex.update(act_in_bytes=act.in_bytes, act_out_bytes=act.out_bytes,
-                  bytes_fwd=ub.bytes_fwd, bytes_bwd=ub.bytes_bwd,
-                  intensity_fwd=intensity(ex["flops_fwd"], ub.bytes_fwd),
-                  intensity_bwd=intensity(ex["flops_bwd"], ub.bytes_bwd))
+        k = record.kernels
+        k.act_in_bytes, k.act_out_bytes = act.in_bytes, act.out_bytes
+        k.bytes_fwd, k.bytes_bwd = ub.bytes_fwd, ub.bytes_bwd
+        k.intensity_fwd = intensity(k.flops_fwd, ub.bytes_fwd)
+        k.intensity_bwd = intensity(k.flops_bwd, ub.bytes_bwd)
         if ceilings is not None:
-            ex["roofline"] = {
-                "fwd": roofline_point(ex["flops_fwd"], ub.bytes_fwd, record.fwd_ms.median,
-                                      ceilings, precision),
-                "bwd": roofline_point(ex["flops_bwd"], ub.bytes_bwd, record.bwd_ms.median,
-                                      ceilings, precision),
+            k.roofline = {
+                "fwd": roofline_point(k.flops_fwd, ub.bytes_fwd, record.fwd_ms.median, ceilings, precision),
+                "bwd": roofline_point(k.flops_bwd, ub.bytes_bwd, record.bwd_ms.median, ceilings, precision),
             }
 
 
@@ -109,14 +101,12 @@ def _profile_kernels(ctx: RunContext) -> KernelStep:
 
     def step() -> None:
         nonlocal left_open
-        with inst.installed():
-            try:
-                inst.begin_step()
+        try:
+            with inst.step() as result:
                 ctx.train_step(inst)
-                samples.append(inst.end_step())
-            finally:
-                inst.active = False
-                left_open = ranges.close_here()
+            samples.append(result.sample)
+        finally:
+            left_open = ranges.close_here()
 
     events = profile_step(step, ctx.work.device)
     by_label = breakdown(events, device_kernels=ctx.work.device.type == "cuda")
@@ -129,33 +119,30 @@ def _store_kernels(run: Run, step: KernelStep, top: int, cuda: bool) -> None:
     kernel_total = measured_total = 0.0
     idle: list[int] = []  # units under whose ranges nothing ran (replayed by the cached run)
     for record in run.units:
-        fwd = step.by_label.get(("fwd", record.index), empty)
-        bwd = step.by_label.get(("bwd", record.index), empty)
-        measured = _measured(record)
+        fwd = step.by_label.get(Label.fwd(record.index), empty)
+        bwd = step.by_label.get(Label.bwd(record.index), empty)
+        measured = record.t_ms
         ran = bool(fwd.stats or bwd.stats)
-        record.extra.update(
-            kernel_fwd_ms=fwd.total_ms, kernel_bwd_ms=bwd.total_ms,
-            kernel_agreement=(fwd.total_ms + bwd.total_ms) / measured if measured > 0 and ran else None,
-            kernels_fwd=fwd.top(top), kernels_bwd=bwd.top(top),
-        )
+        k = record.kernels
+        k.kernel_fwd_ms, k.kernel_bwd_ms = fwd.total_ms, bwd.total_ms
+        k.kernel_agreement = (fwd.total_ms + bwd.total_ms) / measured if measured > 0 and ran else None
+        k.kernels_fwd, k.kernels_bwd = fwd.top(top), bwd.top(top)
         if not ran:
             idle.append(record.index)
             continue
         kernel_total += fwd.total_ms + bwd.total_ms
         measured_total += measured
     agreement = kernel_total / measured_total if measured_total > 0 else None
-    run.extra["kernel_agreement"] = agreement
-    block = run.extra["kernels"]
-    block.update(
-        source="cuda kernels" if cuda else "cpu ops",
-        kernel_units_ms=kernel_total,
-        measured_units_ms=measured_total,
-        units_without_kernels=idle,
-        profiled_step_units_ms=step.hook_units_ms,
-        kernel_agreement_profiled_step=(
-            kernel_total / step.hook_units_ms if step.hook_units_ms > 0 else None),
-    )
-    block["warnings"] += _agreement_warnings(run, agreement, measured_total, step.left_open)
+    section = run.kernels
+    section.source = "cuda kernels" if cuda else "cpu ops"
+    section.kernel_agreement = agreement
+    section.kernel_units_ms, section.measured_units_ms = kernel_total, measured_total
+    section.units_without_kernels = idle
+    section.profiled_step_units_ms = step.hook_units_ms
+    section.kernel_agreement_profiled_step = (
+        kernel_total / step.hook_units_ms if step.hook_units_ms > 0 else None)
+    for text in _agreement_warnings(run, agreement, measured_total, step.left_open):
+        run.warn("kernels", text)
 
 
 def _agreement_warnings(run: Run, agreement: float | None, measured_total: float,
@@ -167,19 +154,16 @@ def _agreement_warnings(run: Run, agreement: float | None, measured_total: float
                         "their ops are not charged to any unit")
     if agreement is not None and not lo <= agreement <= hi:
         why = AGREEMENT_LOW if agreement < lo else AGREEMENT_HIGH
-        warnings.append(f"{run.mode}: kernel time is {agreement:.2f}× the measured unit time "
+        warnings.append(f"kernel time is {agreement:.2f}× the measured unit time "
                         f"(outside {lo}–{hi}): {why}")
     outliers = []
     for record in run.units:
-        share = _measured(record) / measured_total if measured_total > 0 else 0.0
-        a = record.extra["kernel_agreement"]
+        share = record.t_ms / measured_total if measured_total > 0 else 0.0
+        a = record.kernels.kernel_agreement
         if a is not None and share >= WARN_MIN_SHARE and not lo <= a <= hi:
             outliers.append(f"{record.index} ({a:.2f})")
     if outliers:
-        warnings.append(f"{run.mode}: kernel time / measured time outside {lo}–{hi} for "
+        warnings.append(f"kernel time / measured time outside {lo}–{hi} for "
                         f"unit {', '.join(outliers)}")
     return warnings
 
-
-def _measured(record: UnitRun) -> float:
-    return record.fwd_ms.median + record.bwd_ms.median

@@ -32,7 +32,7 @@ from torch.utils.flop_counter import flop_registry
 
 from tlprof.clock import HostClock
 from tlprof.instrument import Instrumenter, first_tensor
-from tlprof.marks import Label
+from tlprof.marks import Label, charge
 from tlprof.memory import tensor_bytes
 from tlprof.units import Unit
 
@@ -147,29 +147,17 @@ def count_flops(
     inst = Instrumenter(model, units, HostClock())
     counter = LabelFlopCounter(lambda: inst.current)
     recorder = ActivationRecorder(model, units)
-    with inst.installed(), recorder.installed():
-        try:
-            inst.begin_step()
-            with counter:
-                step(inst)
-            inst.end_step()
-        finally:
-            inst.active = False
+    with recorder.installed(), inst.step():
+        with counter:
+            step(inst)
     return _step_flops(counter, len(units)), recorder.activations()
 
 
 def _step_flops(counter: LabelFlopCounter, n_units: int) -> StepFlops:
-    fwd, bwd = [0] * n_units, [0] * n_units
-    phases: dict[str, int] = defaultdict(int)
-    for (kind, key), flops in counter.by_label.items():
-        if kind == "fwd":
-            fwd[key - 1] += flops
-        elif kind == "bwd":
-            bwd[key - 1] += flops
-        else:
-            phases[str(key)] += flops
+    a = charge(counter.by_label, n_units)
     threads = {kind: len(ids) for kind, ids in counter.threads.items()}
-    return StepFlops(fwd, bwd, dict(phases), threads)
+    return StepFlops([int(f) for f in a.fwd], [int(b) for b in a.bwd],
+                     {k: int(v) for k, v in a.phases.items() if v}, threads)
 
 
 def forward_flops(model: nn.Module, units: Sequence[Unit], x: torch.Tensor) -> StepFlops:

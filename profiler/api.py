@@ -15,12 +15,25 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import __version__
 from .clock import Clock, clock_for
+from .defaults import defaults_for
+from .document import (
+    AllocatorReadings,
+    MarkAllocation,
+    Memory,
+    Meta,
+    Run,
+    RunDocument,
+    Span,
+    UnitInfo,
+    UnitRun,
+)
 from .errors import TlprofError
 from .instrument import Instrumenter, MarkListener, PlainTimer, StepInfo
-from .marks import StepSample
-from .memory import AllocatorReadings, SavedBytes, static_memory
-from .session import Profile, Run
+from .marks import PHASES, Label, StepSample, check_phase
+from .memory import AllocatorTrace, SavedBytes, static_memory
+from .stats import Stats
 from .units import Unit, find_units
 
 
@@ -34,7 +47,7 @@ class Profiler:
         optimizer: torch.optim.Optimizer | None = None,
         hook_optimizer: bool = True,
         device: torch.device | None = None,
-        warmup: int = 1,
+        warmup: int | None = None,
         listeners: Sequence[MarkListener] = (),
         clock: Clock | None = None,
         name: str = "user",
@@ -48,7 +61,7 @@ class Profiler:
         self.optimizer = optimizer
         self.device = device or _model_device(model)
         self.clock = clock or clock_for(self.device)
-        self.warmup = warmup
+        self.warmup = defaults_for(self.device.type).warmup if warmup is None else warmup
         self.listeners = list(listeners)
         self.name = name  # the run's name in step notifications ("full", "frozen")
         self._step_listeners = [x for x in self.listeners if hasattr(x, "on_step_begin")]
@@ -59,9 +72,9 @@ class Profiler:
         self._steps_started = 0
         self.samples: list[StepSample] = []
         self.plain_ms: list[float] = []
-        self.timeline: list[tuple[tuple, float]] = []  # marks of the last kept step, in ms
+        self.timeline: list[tuple[Label, float]] = []  # marks of the last kept step, in ms
         self.saved: SavedBytes | None = None
-        self.memory: dict[str, Any] = {}
+        self.memory = Memory()
 
     # -- context -------------------------------------------------------------
 
@@ -80,6 +93,7 @@ class Profiler:
 
     def begin(self, phase: str) -> None:
         """Mark the start of a named phase (zero_grad, loss_fwd, loss_bwd, optimizer, other)."""
+        check_phase(phase)
         if self._timer is not None:
             self._timer.begin(phase)
 
@@ -123,85 +137,77 @@ class Profiler:
 
     def _timed_step(self, keep: bool) -> Iterator[Profiler]:
         inst = self._instrumenter
-        with inst.installed():
+        with inst.step() as result:
             self._timer = inst
             try:
-                inst.begin_step()
                 yield self
-                sample = inst.end_step()
             finally:
-                inst.active = False
                 self._timer = None
         if keep:
-            self.samples.append(sample)
-            self.timeline = inst.last_times
+            self.samples.append(result.sample)
+            self.timeline = result.times
 
     def _memory_step(self) -> Iterator[Profiler]:
-        cuda = self.device.type == "cuda"
-        readings = AllocatorReadings(self.device) if cuda else None
-        listeners = self.listeners + ([readings] if readings else [])
+        trace = AllocatorTrace(self.device) if self.device.type == "cuda" else None
+        listeners = self.listeners + ([trace] if trace else [])
         inst = Instrumenter(self.model, self.units, self.clock, listeners)
         resident = [*self.model.parameters(), *self.model.buffers()]
         saved = SavedBytes(lambda: inst.current, resident)
-        if cuda:
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            start_bytes = torch.cuda.memory_allocated(self.device)
-        with inst.installed(), saved.recording():
+        if trace:
+            trace.start()
+        with saved.recording(), inst.step():
             self._timer = inst
             try:
-                inst.begin_step()
                 yield self
-                inst.end_step()
             finally:
-                inst.active = False
                 self._timer = None
         self.saved = saved
-        self.memory = {
-            "saved_bytes_total": sum(saved.by_label.values()),
-            "saved_other_bytes": saved.other_bytes(),
-        }
-        if cuda:
-            self.memory.update(_allocator_summary(self.device, start_bytes, readings, self.units))
+        self.memory = Memory(sum(saved.by_label.values()), saved.other_bytes(),
+                             _allocator_readings(trace, self.units) if trace else None)
 
     # -- results -------------------------------------------------------------
 
-    def profile(self, mode: str = "full", meta: dict[str, Any] | None = None) -> Profile:
+    def document(self, run: str = "full", meta: Meta | dict[str, Any] | None = None) -> RunDocument:
         """The measured steps as a run document, for ``save`` and ``tlprof report``."""
+        given = meta.to_dict() if isinstance(meta, Meta) else dict(meta or {})
         base = {"device": str(self.device), "clock": getattr(self.clock, "name", ""),
-                "torch_version": torch.__version__, "warmup": self.warmup}
-        return Profile(meta={**base, **(meta or {})}, units=[u.to_dict() for u in self.units],
-                       runs={mode: self.run(mode)})
+                "torch_version": torch.__version__, "tlprof_version": __version__,
+                "warmup": self.warmup, "runs": [run]}
+        units = [UnitInfo(**u.to_dict()) for u in self.units]
+        return RunDocument(Meta.from_dict({**base, **given}), units, {run: self.run(run)})
 
-    def run(self, mode: str = "user", freeze: int = 0) -> Run:
+    def run(self, name: str = "user", freeze: int = 0) -> Run:
         if not self.samples:
             needed = self.warmup + 3
             raise TlprofError(
                 f"no measured step: profile at least {needed} steps "
                 f"({self.warmup} warm-up, 1 memory, then plain and instrumented in turn)"
             )
-        plain = self.plain_ms or [float("nan")]
-        run = Run.from_samples(mode, freeze, self.samples, plain)
         saved_units = self.saved.unit_bytes(len(self.units)) if self.saved else [0] * len(self.units)
-        for unit, record, saved_bytes in zip(self.units, run.units, saved_units):
-            record.saved_bytes = saved_bytes
-            if self.optimizer is not None:
-                for key, value in static_memory(unit, self.optimizer).items():
-                    setattr(record, key, value)
-            else:
-                record.param_bytes = unit.param_bytes
-        run.memory = dict(self.memory)
-        run.extra["timeline"] = timeline_spans(self.timeline, self.units)
+        units = [self._unit_run(i, u, saved) for i, (u, saved) in enumerate(zip(self.units, saved_units))]
+        run = Run(
+            name=name, freeze=freeze, step_ms=Stats([s.step_ms for s in self.samples]),
+            phases_ms={p: Stats([s.phases_ms[p] for s in self.samples]) for p in PHASES},
+            units=units, plain_step_ms=Stats(self.plain_ms or [float("nan")]),
+            memory=self.memory, timeline=timeline_spans(self.timeline, self.units),
+        )
         unmarked = [u.name for u, r in zip(self.units, run.units) if u.trainable() and r.bwd_ms.median == 0]
         if unmarked:
-            run.extra["warnings"] = [
-                f"{mode}: no backward mark for trainable unit(s) {', '.join(unmarked)}: their output "
-                "only feeds a merge (concat, sum) of branches, so their backward time is charged to "
-                "the unit whose backward was running"
-            ]
-        for key in ("param_bytes", "grad_bytes", "optimizer_state_bytes", "saved_bytes"):
-            run.memory[f"{key}_units_total"] = sum(getattr(u, key) for u in run.units)
+            run.warn("marks",
+                     f"no backward mark for trainable unit(s) {', '.join(unmarked)}: their output "
+                     "only feeds a merge (concat, sum) of branches, so their backward time is charged to "
+                     "the unit whose backward was running")
         return run
+
+    def _unit_run(self, i: int, unit: Unit, saved_bytes: int) -> UnitRun:
+        record = UnitRun(unit.index, Stats([s.fwd_ms[i] for s in self.samples]),
+                         Stats([s.bwd_ms[i] for s in self.samples]), saved_bytes=saved_bytes)
+        if self.optimizer is not None:
+            for key, value in static_memory(unit, self.optimizer).items():
+                setattr(record, key, value)
+        else:
+            record.param_bytes = unit.param_bytes
+        return record
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -209,34 +215,18 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def timeline_spans(times: list[tuple[tuple, float]], units: Sequence[Unit]) -> list[dict]:
+def timeline_spans(times: list[tuple[Label, float]], units: Sequence[Unit]) -> list[Span]:
     """One step's marks as spans: what began, when (ms from the step's start), for how long."""
     names = {u.index: u.name for u in units}
-    spans = []
-    for (label, t0), (_, t1) in zip(times, times[1:]):
-        kind, key = label
-        span = {"kind": kind, "name": names[key] if kind in ("fwd", "bwd") else key,
-                "start_ms": t0, "dur_ms": t1 - t0}
-        if kind in ("fwd", "bwd"):
-            span["unit"] = key
-        spans.append(span)
-    return spans
+    return [Span(label.kind, label.name(names), t0, t1 - t0, label.key if label.is_unit else None)
+            for (label, t0), (_, t1) in zip(times, times[1:])]
 
 
-def _allocator_summary(
-    device: torch.device, start_bytes: int, readings: AllocatorReadings, units: Sequence[Unit]
-) -> dict[str, Any]:
+def _allocator_readings(trace: AllocatorTrace, units: Sequence[Unit]) -> AllocatorReadings:
     names = {u.index: u.name for u in units}
+    peak, reserved = trace.finish()
+    return AllocatorReadings(
+        peak_allocated_bytes=peak, step_start_allocated_bytes=trace.start_bytes, reserved_bytes=reserved,
+        at_marks=[MarkAllocation(label.text(names), b) for label, b in trace.readings],
+    )
 
-    def label_text(label: tuple) -> str:
-        kind, key = label
-        return f"{kind}:{names.get(key, key)}" if kind in ("fwd", "bwd") else f"{kind}:{key}"
-
-    return {
-        "peak_allocated_bytes": torch.cuda.max_memory_allocated(device),
-        "step_start_allocated_bytes": start_bytes,
-        "reserved_bytes": torch.cuda.memory_reserved(device),
-        "allocated_at_marks": [
-            {"mark": label_text(label), "allocated_bytes": b} for label, b in readings.readings
-        ],
-    }

@@ -1,9 +1,9 @@
-"""The cached-features regime (DESIGN.md §6): units 1..N run once, without grad; N+1..L train.
+"""The cached-features run (docs/design.md §6): units 1..N run once, without grad; N+1..L train.
 
-This is the only regime in which a frozen layer costs nothing per epoch. Two
+This is the only run in which a frozen layer costs nothing per epoch. Two
 figures are measured:
 
-- **F_N**: a no-grad forward of the frozen regime from the model's start to the
+- **F_N**: a no-grad forward of the frozen run from the model's start to the
   moment unit N+1 starts (the forward is cut there), per batch;
 - **h_N**: the training step of units N+1..L fed cached features; recorded as
   the ``cached`` run, marked like any other run.
@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from .clock import Clock, clock_for
+from .document import CacheSection, Run
 from .errors import TlprofError
 from .instrument import MarkListener, all_tensors
 from .runner import (
@@ -46,10 +47,9 @@ from .runner import (
     RunContext,
     RunExtra,
     Workload,
-    measure_regime,
-    prepare_regime,
+    measure_run,
+    prepare_run,
 )
-from .session import Run
 from .stats import Stats
 from .units import Unit
 
@@ -101,7 +101,7 @@ class FeatureCache:
 
     model: nn.Module
     boundary: nn.Module
-    forward: Callable[[], Any]  # one no-grad forward of the frozen regime
+    forward: Callable[[], Any]  # one no-grad forward of the frozen run
     outputs: dict[nn.Module, dict[int, Any]] = field(default_factory=dict)
     expected_calls: dict[nn.Module, int] = field(default_factory=dict)
     calls: dict[nn.Module, int] = field(default_factory=dict)  # in the last replayed forward
@@ -122,7 +122,7 @@ class FeatureCache:
             if call.replayed:
                 outputs[call.module][k] = call.output
         if not outputs:
-            raise TlprofError("--mode cached: nothing of the model runs before the first "
+            raise TlprofError("--runs cached: nothing of the model runs before the first "
                               "trainable unit, so there is nothing to cache")
         for module, outs in outputs.items():  # update in place: replayers hold these dicts
             self.outputs.setdefault(module, {}).clear()
@@ -185,7 +185,7 @@ class FeatureCache:
         for module, expected in self.expected_calls.items():
             if self.calls.get(module) != expected:
                 raise TlprofError(
-                    "--mode cached: the frozen part's module calls differ from one forward "
+                    "--runs cached: the frozen part's module calls differ from one forward "
                     "to the next (data-dependent control flow?); cached features cannot be replayed"
                 )
 
@@ -246,19 +246,19 @@ class CachedRunContext(RunContext):
         self.recaptured_steps += self.cache.refresh_if_modified()
 
 
-def run_cached_regime(
+def run_cached(
     model: nn.Module,
     units: Sequence[Unit],
     work: Workload,
     cfg: ProfileConfig,
-    mode: str,
+    name: str,
     progress: Progress | None = None,
     listeners: Sequence[MarkListener] = (),
     extras: Sequence[RunExtra] = (),
 ) -> Run:
     """The ``cached`` run: F_N measured first, then timed steps of units N+1..L on cached features."""
     n_frozen = cfg.freeze
-    base = prepare_regime(model, units, work, cfg, mode, n_frozen)
+    base = prepare_run(model, units, work, cfg, name, n_frozen)
     boundary = units[n_frozen].module
     features_ms = time_features(model, boundary, work, clock_for(work.device), cfg.warmup, cfg.steps)
 
@@ -268,8 +268,6 @@ def run_cached_regime(
 
     cache = FeatureCache(model, boundary, feature_forward).capture()
     ctx = CachedRunContext(**{**vars(base), "forward_phase": REPLAY_PHASE}, cache=cache)
-    run = measure_regime(ctx, progress, listeners, extras)
-    run.extra["features_ms"] = Stats(features_ms).to_dict()
-    run.extra["cache"] = {"replayed_calls": cache.replayed_calls, "bytes": cache.nbytes,
-                          "recaptured_steps": ctx.recaptured_steps}
+    run = measure_run(ctx, progress, listeners, extras)
+    run.cache = CacheSection(Stats(features_ms), cache.replayed_calls, cache.nbytes, ctx.recaptured_steps)
     return run

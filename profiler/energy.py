@@ -1,4 +1,4 @@
-"""Energy per step from NVML's total-energy counter (DESIGN.md §5): the ``--energy`` RunExtra.
+"""Energy per step from NVML's total-energy counter (docs/design.md §5): the ``--energy`` RunExtra.
 
 After each regime's timed steps, more plain steps (no hooks) run between two
 readings of the counter (millijoules since the driver loaded): joules per step
@@ -15,16 +15,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from . import nvml
+from .document import EnergySection
 from .errors import say
 
 if TYPE_CHECKING:
+    from .document import Run
     from .runner import RunContext
-    from .session import Run
 
 UNIT_BASIS = "estimate: the unit's share of the instrumented step time × measured joules per step"
 
@@ -63,21 +64,12 @@ class EnergyReading:
         """One counter tick as a share of the window: the reading's relative uncertainty."""
         return None if self.counter_tick_s is None else self.counter_tick_s / self.window_s
 
-    def to_dict(self, gpu_index: int) -> dict[str, Any]:
-        return {
-            "source": "nvml_total_energy_counter",
-            "gpu_index": gpu_index,
-            "steps": self.steps,
-            "step_kind": "plain (no hooks)",
-            "window_s": self.window_s,
-            "energy_j": self.energy_j,
-            "energy_per_step_j": self.energy_per_step_j,
-            "avg_power_w": self.avg_power_w,
-            "counter_tick_s": self.counter_tick_s,
-            "resolution": self.resolution,
-            "unit_energy": UNIT_BASIS,
-            "warnings": list(self.warnings),
-        }
+    def section(self, gpu_index: int) -> EnergySection:
+        return EnergySection(
+            energy_per_step_j=self.energy_per_step_j, avg_power_w=self.avg_power_w, steps=self.steps,
+            window_s=self.window_s, energy_j=self.energy_j, counter_tick_s=self.counter_tick_s,
+            resolution=self.resolution, gpu_index=gpu_index, unit_energy=UNIT_BASIS,
+        )
 
 
 def unit_estimates_j(run: Run, energy_per_step_j: float) -> list[float]:
@@ -93,7 +85,7 @@ def _sync(device: torch.device) -> None:
 
 
 class EnergyExtra:
-    """A RunExtra: NVML energy over plain steps of each regime, into ``run.extra["energy"]``."""
+    """A RunExtra: NVML energy over plain steps of each run, into ``run.energy``."""
 
     def __init__(self, nv: nvml.Nvml, index: int, cfg: EnergyConfig | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
@@ -158,9 +150,11 @@ class EnergyExtra:
 
     def after_run(self, ctx: RunContext, run: Run) -> None:
         reading = self.measure(ctx)
-        run.extra["energy"] = reading.to_dict(self.index)
+        run.energy = reading.section(self.index)
+        for text in reading.warnings:
+            run.warn("energy", text)
         for unit, joules in zip(run.units, unit_estimates_j(run, reading.energy_per_step_j)):
-            unit.extra["energy_estimate_j"] = joules
+            unit.energy_estimate_j = joules
 
 
 def energy_extras(enabled: bool, device: str, say: Callable[[str], None] = say) -> list[EnergyExtra]:

@@ -1,4 +1,4 @@
-"""Hooks that stamp marks: forward pre-hooks, tensor hooks for backward (DESIGN.md §3).
+"""Hooks that stamp marks: forward pre-hooks, tensor hooks for backward (docs/design.md §3).
 
 ``Instrumenter`` is the one engine behind both the step runner and the
 context manager around a user's own loop. Hooks are built by small factories
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -17,7 +17,7 @@ from torch import nn
 from torch.autograd import Variable
 
 from .clock import Clock
-from .marks import END, OTHER, Label, StepSample, attribute
+from .marks import END, OTHER, Label, StepSample, attribute, check_phase
 from .units import Unit
 
 
@@ -72,7 +72,23 @@ def first_tensor(value: Any) -> torch.Tensor | None:
 
 def _backward_of(producer: Label) -> Label:
     """What begins when the gradient of something ``producer`` made is ready."""
-    return ("bwd", producer[1]) if producer[0] == "fwd" else OTHER
+    return Label.bwd(producer.key) if producer.kind == "fwd" else OTHER
+
+
+@dataclass
+class StepResult:
+    """Filled in when a ``with instrumenter.step()`` block ends without an error."""
+
+    sample: StepSample | None = None
+    times: list[tuple[Label, float]] = field(default_factory=list)  # marks, ms from the step's start
+
+
+LOSS_FWD = Label("phase", "loss_fwd")
+
+
+@contextmanager
+def _held() -> Iterator[None]:
+    yield
 
 
 class Instrumenter:
@@ -103,7 +119,7 @@ class Instrumenter:
             listener.on_mark(label)
 
     def _unit_pre_hook(self, index: int):
-        label: Label = ("fwd", index)
+        label = Label.fwd(index)
 
         def hook(_module: nn.Module, args: tuple) -> None:
             if not self.active:
@@ -143,7 +159,7 @@ class Instrumenter:
         if not self.active:
             return
         producer = self.current
-        self.mark(("phase", "loss_fwd"))
+        self.mark(LOSS_FWD)
         out = first_tensor(output)
         if torch.is_grad_enabled() and out is not None and out.requires_grad:
             self._hooked[id(out)] = out
@@ -165,16 +181,32 @@ class Instrumenter:
 
     # -- steps ---------------------------------------------------------------
 
-    def begin_step(self) -> None:
+    @contextmanager
+    def step(self, install: bool = True) -> Iterator[StepResult]:
+        """One marked step: hooks installed (unless the caller holds them), the first and last
+        marks stamped, the times read once after the block; hooks off even when it raises."""
+        result = StepResult()
+        with self.installed() if install else _held():
+            self._begin_step()
+            try:
+                yield result
+                result.sample = self._end_step()
+                result.times = self.last_times
+            finally:
+                self.active = False
+                self._hooked = {}
+
+    def begin(self, phase: str) -> None:
+        check_phase(phase)
+        self.mark(Label("phase", phase))
+
+    def _begin_step(self) -> None:
         self.marks = []
         self._hooked = {}
         self.active = True
         self.mark(OTHER)
 
-    def begin(self, phase: str) -> None:
-        self.mark(("phase", phase))
-
-    def end_step(self) -> StepSample:
+    def _end_step(self) -> StepSample:
         self.mark(END)
         self.active = False
         self._hooked = {}
@@ -197,7 +229,7 @@ class PlainTimer:
         self._start = self.clock.stamp()
 
     def begin(self, phase: str) -> None:
-        pass
+        check_phase(phase)
 
     def end_step(self) -> float:
         end = self.clock.stamp()

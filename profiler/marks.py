@@ -1,25 +1,76 @@
-"""Marks and their attribution (DESIGN.md §3).
+"""Marks and their attribution (docs/design.md §3). Torch-free.
 
 A step is a sequence of marks; each mark says what *begins* at it. The time
 from one mark to the next is charged to what began at the first, so units and
 phases add up to the step exactly.
-
-Labels:
-  ("fwd", i)        unit i's forward (its weight module's pre-hook)
-  ("bwd", i)        unit i's backward (the gradient of what it produced is ready)
-  ("phase", name)   a named phase, one of PHASES
-  ("end", "")       the step's last mark
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-Label = tuple[str, object]
+from .errors import TlprofError
 
 PHASES = ("zero_grad", "loss_fwd", "loss_bwd", "optimizer", "other")
-END: Label = ("end", "")
-OTHER: Label = ("phase", "other")
+UNIT_KINDS = ("fwd", "bwd")
+
+
+class Label(NamedTuple):
+    """What begins at a mark: ``fwd``/``bwd`` of unit ``key`` (1-based), a ``phase``, or the ``end``.
+
+    A tuple, so ``Label("fwd", 3) == ("fwd", 3)``; its one text form is ``text``.
+    """
+
+    kind: str
+    key: int | str
+
+    @classmethod
+    def fwd(cls, index: int) -> Label:
+        return cls("fwd", index)
+
+    @classmethod
+    def bwd(cls, index: int) -> Label:
+        return cls("bwd", index)
+
+    @classmethod
+    def phase(cls, name: str) -> Label:
+        check_phase(name)
+        return cls("phase", name)
+
+    @property
+    def is_unit(self) -> bool:
+        return self.kind in UNIT_KINDS
+
+    def name(self, names: Mapping[int, str] | None = None) -> str:
+        """The unit's name (``#i`` when ``names`` lacks it, ``i`` without names), or the phase's."""
+        if self.is_unit:
+            return str(self.key) if names is None else names.get(self.key, f"#{self.key}")  # type: ignore[arg-type]
+        return str(self.key) if self.kind == "phase" else self.kind
+
+    def text(self, names: Mapping[int, str] | None = None, sep: str = ":") -> str:
+        """``fwd:layer1.0.conv1`` (``fwd:2`` without names), ``loss_bwd``, ``end``."""
+        return f"{self.kind}{sep}{self.name(names)}" if self.is_unit else self.name()
+
+    @classmethod
+    def parse(cls, text: str, sep: str = ":") -> Label:
+        """The inverse of ``text()`` without names."""
+        kind, found, key = text.partition(sep)
+        if found and kind in UNIT_KINDS:
+            return cls(kind, int(key))
+        if text == "end":
+            return END
+        return cls.phase(text)
+
+
+END = Label("end", "")
+OTHER = Label("phase", "other")
+
+
+def check_phase(name: str) -> None:
+    if name not in PHASES:
+        raise TlprofError(f"unknown phase {name!r}; the phases are {', '.join(PHASES)}")
 
 
 @dataclass
@@ -35,22 +86,37 @@ class StepSample:
         return sum(self.fwd_ms) + sum(self.bwd_ms) + sum(self.phases_ms.values())
 
 
+@dataclass
+class Attributed:
+    """Any quantity (ms, FLOPs, bytes) charged per unit and pass, and per phase."""
+
+    fwd: list[float]
+    bwd: list[float]
+    phases: dict[str, float]
+
+
+def charge(amounts: Mapping[Label, float] | Sequence[tuple[Label, float]], n_units: int) -> Attributed:
+    """Sum amounts by label into per-unit forward, backward, and per-phase totals."""
+    fwd, bwd = [0.0] * n_units, [0.0] * n_units
+    phases = dict.fromkeys(PHASES, 0.0)
+    items = amounts.items() if isinstance(amounts, Mapping) else amounts
+    for label, amount in items:
+        kind, key = label
+        if kind == "fwd":
+            fwd[key - 1] += amount
+        elif kind == "bwd":
+            bwd[key - 1] += amount
+        elif kind == "phase":
+            phases[key] = phases.get(key, 0.0) + amount
+        else:
+            raise ValueError(f"mark after the end of the step: {label}")
+    return Attributed(fwd, bwd, phases)
+
+
 def attribute(marks: list[tuple[Label, float]], n_units: int) -> StepSample:
     """Charge each interval between consecutive marks (times in ms) to what began at its start."""
     if len(marks) < 2 or marks[-1][0] != END:
         raise ValueError("a step needs a start mark and an end mark")
-    fwd = [0.0] * n_units
-    bwd = [0.0] * n_units
-    phases = dict.fromkeys(PHASES, 0.0)
-    for (label, t0), (_, t1) in zip(marks, marks[1:]):
-        kind, key = label
-        dt = t1 - t0
-        if kind == "fwd":
-            fwd[key - 1] += dt
-        elif kind == "bwd":
-            bwd[key - 1] += dt
-        elif kind == "phase":
-            phases[key] += dt
-        else:
-            raise ValueError(f"mark after the end of the step: {label}")
-    return StepSample(marks[-1][1] - marks[0][1], fwd, bwd, phases)
+    spans = [(label, t1 - t0) for (label, t0), (_, t1) in zip(marks, marks[1:])]
+    a = charge(spans, n_units)
+    return StepSample(marks[-1][1] - marks[0][1], a.fwd, a.bwd, a.phases)

@@ -1,4 +1,4 @@
-"""Memory per unit (DESIGN.md §4): saved activations, parameters, gradients, optimizer state."""
+"""Memory per unit (docs/design.md §4): saved activations, parameters, gradients, optimizer state."""
 
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ class SavedBytes:
             yield self
 
     def unit_bytes(self, n_units: int) -> list[int]:
-        return [self.by_label.get(("fwd", i), 0) for i in range(1, n_units + 1)]
+        return [self.by_label.get(Label.fwd(i), 0) for i in range(1, n_units + 1)]
 
     def other_bytes(self) -> dict[str, int]:
-        return {str(k[1]): v for k, v in self.by_label.items() if k[0] != "fwd"}
+        return {label.text(): v for label, v in self.by_label.items() if label.kind != "fwd"}
 
 
 def _unpack(tensor: torch.Tensor) -> torch.Tensor:
@@ -55,15 +55,25 @@ def _storage_key(tensor: torch.Tensor) -> tuple:
     return (tensor.device, storage.data_ptr(), storage.nbytes())
 
 
-class AllocatorReadings:
+class AllocatorTrace:
     """``torch.cuda.memory_allocated`` at every mark (a mark listener, memory step only)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.readings: list[tuple[Label, int]] = []
+        self.start_bytes = 0
+
+    def start(self) -> None:
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self.start_bytes = torch.cuda.memory_allocated(self.device)
 
     def on_mark(self, label: Label) -> None:
         self.readings.append((label, torch.cuda.memory_allocated(self.device)))
+
+    def finish(self) -> tuple[int, int]:
+        """Peak allocated and reserved bytes over the step."""
+        return torch.cuda.max_memory_allocated(self.device), torch.cuda.memory_reserved(self.device)
 
 
 def tensor_bytes(t: torch.Tensor) -> int:

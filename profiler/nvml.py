@@ -11,16 +11,13 @@ NVML, no driver or no GPU, so scripts can test for a usable GPU.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
-
-import torch
-from rich import box
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import TlprofError
+
+if TYPE_CHECKING:
+    import torch
 
 CLOCKS = ("sm", "memory", "graphics")
 
@@ -240,6 +237,8 @@ def driver_info(nv: Nvml) -> dict[str, str | None]:
 
 def cuda_uuid(device: torch.device) -> str | None:
     """The CUDA device's UUID as torch sees it (CUDA_VISIBLE_DEVICES applied), or None."""
+    import torch
+
     try:
         return str(torch.cuda.get_device_properties(device).uuid)
     except (AssertionError, RuntimeError, AttributeError):
@@ -292,41 +291,19 @@ class DeviceWatch:
 # -- tlprof devices -------------------------------------------------------------------
 
 
-def _num(value: float | None, fmt: str = "{:.0f}") -> str:
-    return "-" if value is None else fmt.format(value)
+@dataclass
+class DevicesSnapshot:
+    driver: dict[str, str | None]
+    devices: list[tuple[DeviceInfo, DeviceState]]
 
 
-def devices_table(nv: Nvml) -> Table:
-    info = driver_info(nv)
-    count = nv.device_count()
-    table = Table(title=f"{count} GPU(s) seen by NVML · driver {info['driver_version']} · "
-                        f"CUDA {info['cuda_driver_version']}",
-                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1))
-    for col in ("#", "name", "memory\nGiB", "SM MHz\nnow/max", "mem MHz\nnow/max", "power W\nnow/limit",
-                "temp\n°C", "throttle"):
-        text = col in ("name", "throttle")
-        table.add_column(col, justify="left" if text else "right", no_wrap=not text,
-                         overflow="fold" if text else "ellipsis")
-    for i in range(count):
-        d, s = read_info(nv, i), read_state(nv, i)
-        mem = None if d.memory_total_bytes is None else d.memory_total_bytes / 2**30
-        slow = [r for r in s.throttle_reasons or [] if r != "gpu_idle"]
-        table.add_row(
-            str(i), d.name, _num(mem, "{:.1f}"),
-            f"{_num(s.sm_clock_mhz)}/{_num(d.max_sm_clock_mhz)}",
-            f"{_num(s.memory_clock_mhz)}/{_num(d.max_memory_clock_mhz)}",
-            f"{_num(s.power_w)}/{_num(d.power_limit_w)}", _num(s.temperature_c),
-            ", ".join(slow) or ("-" if s.throttle_reasons is None else "none"),
-        )
-    return table
-
-
-def cmd_devices(args: argparse.Namespace, console: Console) -> int:
+def devices_snapshot() -> DevicesSnapshot:
+    """Every GPU NVML sees, read now; one TlprofError line when there is none."""
     nv = open_nvml()
     try:
         if nv.device_count() == 0:
             raise NvmlUnavailable(f"NVML sees no GPU (driver {_maybe(nv.driver_version)})")
-        console.print(devices_table(nv))
+        return DevicesSnapshot(driver_info(nv),
+                               [(read_info(nv, i), read_state(nv, i)) for i in range(nv.device_count())])
     finally:
         nv.close()
-    return 0

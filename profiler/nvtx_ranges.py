@@ -104,10 +104,7 @@ def load_backend() -> NvtxBackend:
 
 
 def range_name(label: Label, names: dict[int, str]) -> str:
-    kind, key = label
-    if kind in ("fwd", "bwd"):
-        return f"{DOMAIN}/{kind}/{names.get(key, f'#{key}')}"
-    return f"{DOMAIN}/{key}"
+    return f"{DOMAIN}/{Label(*label).text(names, sep='/')}"
 
 
 def step_range_name(run: str, n: int) -> str:
@@ -153,8 +150,8 @@ class NvtxRanges:
         ranges: dict[Label, tuple[str, int]] = {}
         for u in units:
             color = STAGE_COLORS[stages.index(u.stage) % len(STAGE_COLORS)]
-            ranges[("fwd", u.index)] = (range_name(("fwd", u.index), names), color)
-            ranges[("bwd", u.index)] = (range_name(("bwd", u.index), names), _darker(color))
+            ranges[Label.fwd(u.index)] = (range_name(Label.fwd(u.index), names), color)
+            ranges[Label.bwd(u.index)] = (range_name(Label.bwd(u.index), names), _darker(color))
         self._ranges = ranges
 
     def _range(self, label: Label) -> tuple[str, int]:
@@ -208,7 +205,7 @@ class NvtxRanges:
             self._pop(stack)
         if label == END:
             return
-        if label[0] == "phase" and self._step_thread not in (None, threading.get_ident()):
+        if label.kind == "phase" and self._step_thread not in (None, threading.get_ident()):
             return  # phases belong to the step's thread; this is autograd's end of backward
         self._push(stack, *self._range(label))
 

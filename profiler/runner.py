@@ -1,12 +1,11 @@
-"""The step runner: synthetic training of a model in full and frozen regimes."""
+"""The step runner: one run (full, frozen, cached) of synthetic training, as configured."""
 
 from __future__ import annotations
 
 import contextlib
 import platform
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
@@ -14,16 +13,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .api import Profiler
+from .defaults import defaults_for
+from .document import Run
 from .errors import TlprofError
 from .instrument import MarkListener, first_tensor
-from .nvml import DeviceWatch
-from .session import Profile, Run
-from .state import ModelState
-from .units import Unit, eval_no_grad, find_units, freeze
+from .units import Unit, eval_no_grad, freeze
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
-MODES = ("full", "frozen", "cached")
+RUNS = ("full", "frozen", "cached")
 
 Progress = Callable[[str, int, int], None]  # (run name, steps done, steps in the run)
 
@@ -37,20 +35,20 @@ class NullMarker:
 
 @dataclass
 class RunContext:
-    """What an extra measurement needs to run more steps of a regime, as configured."""
+    """What an extra measurement needs to run more steps of a run, as configured."""
 
     model: nn.Module
     units: Sequence[Unit]
     work: Workload
     cfg: ProfileConfig
-    mode: str
+    run: str  # full | frozen | cached
     n_frozen: int
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
     forward_phase: str | None = None  # see train_step
 
     def step_scope(self) -> contextlib.AbstractContextManager:
-        """Set-up around each step, outside its timing (the cached regime's replay)."""
+        """Set-up around each step, outside its timing (the cached run's replay)."""
         return contextlib.nullcontext()
 
     def after_step(self) -> None:
@@ -66,33 +64,50 @@ class RunContext:
 
 
 class RunExtra(Protocol):
-    """A further measurement made on each regime after its timed steps (kernels, energy...)."""
+    """A further measurement made on each run after its timed steps (kernels, energy...)."""
 
     def after_run(self, ctx: RunContext, run: Run) -> None: ...
 
 
 @dataclass
 class ProfileConfig:
-    batch_size: int = 2
+    """What to measure. ``batch_size``, ``steps`` and ``warmup`` left None take the device's
+    defaults (``tlprof.defaults``), the same as the command line's."""
+
+    batch_size: int | None = None
     input_shape: tuple[int, ...] = (3, 224, 224)
     device: str = "auto"
     precision: str = "fp32"
     channels_last: bool = False
     optimizer: str = "sgd"
-    steps: int = 5
-    warmup: int = 1
+    steps: int | None = None
+    warmup: int | None = None
     freeze: int = 0
-    modes: tuple[str, ...] = ("full",)
+    runs: tuple[str, ...] = ("full",)
     frozen_bn: str = "eval"
     num_classes: int | None = None
     lr: float = 1e-3
 
+    def resolved(self, device_type: str) -> ProfileConfig:
+        """A copy with every default filled in for the device."""
+        d = defaults_for(device_type)
+        return replace(
+            self,
+            batch_size=d.batch_size if self.batch_size is None else self.batch_size,
+            steps=d.steps if self.steps is None else self.steps,
+            warmup=d.warmup if self.warmup is None else self.warmup,
+        )
+
+    def defaulted(self) -> list[str]:
+        """The options left to the device's defaults, for a note."""
+        return [k for k in ("batch_size", "steps", "warmup") if getattr(self, k) is None]
+
     def validate(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise TlprofError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.steps < 1:
+        if self.steps is not None and self.steps < 1:
             raise TlprofError(f"--steps must be at least 1, got {self.steps}")
-        if self.warmup < 0:
+        if self.warmup is not None and self.warmup < 0:
             raise TlprofError(f"--warmup cannot be negative, got {self.warmup}")
         if self.precision not in PRECISIONS:
             raise TlprofError(f"--precision must be one of {', '.join(PRECISIONS)}")
@@ -100,16 +115,17 @@ class ProfileConfig:
             raise TlprofError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         if not self.input_shape or any(d < 1 for d in self.input_shape):
             raise TlprofError(f"--input-shape needs positive sizes, got {self.input_shape}")
-        bad = [m for m in self.modes if m not in MODES]
-        if bad or not self.modes:
+        bad = [r for r in self.runs if r not in RUNS]
+        if bad or not self.runs:
             raise TlprofError(
-                f"unknown mode {bad[0] if bad else ''!r}; use full, frozen, cached, both or all")
-        for mode in ("frozen", "cached"):
-            if mode in self.modes and self.freeze < 1:
-                raise TlprofError(f"--mode {mode} needs --freeze N with N >= 1")
+                f"unknown run {bad[0] if bad else ''!r}; use full, frozen, cached, both or all")
+        for run in ("frozen", "cached"):
+            if run in self.runs and self.freeze < 1:
+                raise TlprofError(f"--runs {run} needs --freeze N with N >= 1")
 
     @property
     def steps_per_run(self) -> int:
+        """Warm-up, the memory step, then plain and instrumented steps in turn (resolved configs)."""
         return self.warmup + 1 + 2 * self.steps
 
 
@@ -203,7 +219,7 @@ def train_step(
     """One training step, its phases marked (the model's hooks mark the units).
 
     ``forward_phase`` names what runs before the first unit when that is not
-    nothing (the cached regime's replayed frozen part).
+    nothing (the cached run's replayed frozen part).
     """
     prof.begin("zero_grad")
     opt.zero_grad(set_to_none=True)
@@ -222,30 +238,30 @@ def train_step(
         opt.step()
 
 
-def _set_precision_flags(precision: str, device: torch.device) -> None:
+def set_precision_flags(precision: str, device: torch.device) -> None:
     tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = device.type == "cuda"
 
 
-def run_regime(
+def run_named(
     model: nn.Module,
     units: Sequence[Unit],
     work: Workload,
     cfg: ProfileConfig,
-    mode: str,
+    name: str,
     progress: Progress | None = None,
     listeners: Sequence[MarkListener] = (),
     extras: Sequence[RunExtra] = (),
 ) -> Run:
-    n_frozen = cfg.freeze if mode == "frozen" else 0
-    return measure_regime(prepare_regime(model, units, work, cfg, mode, n_frozen),
-                          progress, listeners, extras)
+    """The full or the frozen run."""
+    n_frozen = cfg.freeze if name == "frozen" else 0
+    return measure_run(prepare_run(model, units, work, cfg, name, n_frozen), progress, listeners, extras)
 
 
-def prepare_regime(
-    model: nn.Module, units: Sequence[Unit], work: Workload, cfg: ProfileConfig, mode: str,
+def prepare_run(
+    model: nn.Module, units: Sequence[Unit], work: Workload, cfg: ProfileConfig, name: str,
     n_frozen: int,
 ) -> RunContext:
     """Units 1..n_frozen frozen, and an optimizer over what trains."""
@@ -253,19 +269,19 @@ def prepare_regime(
     freeze(model, units, n_frozen, cfg.frozen_bn)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(cfg.optimizer, trainable, cfg.lr)
-    return RunContext(model, units, work, cfg, mode, n_frozen, opt, work.scaler())
+    return RunContext(model, units, work, cfg, name, n_frozen, opt, work.scaler())
 
 
-def measure_regime(
+def measure_run(
     ctx: RunContext,
     progress: Progress | None = None,
     listeners: Sequence[MarkListener] = (),
     extras: Sequence[RunExtra] = (),
 ) -> Run:
-    """The regime's scheduled steps (warm-up, memory, plain and timed), then the extras."""
+    """The run's scheduled steps (warm-up, memory, plain and timed), then the extras."""
     prof = Profiler(
         ctx.model, ctx.units, optimizer=ctx.optimizer, hook_optimizer=False,
-        device=ctx.work.device, warmup=ctx.cfg.warmup, listeners=listeners, name=ctx.mode,
+        device=ctx.work.device, warmup=ctx.cfg.warmup, listeners=listeners, name=ctx.run,
     )
     total = ctx.cfg.steps_per_run
     with prof:
@@ -274,78 +290,16 @@ def measure_regime(
                 ctx.marked_step(prof)
             ctx.after_step()
             if progress:
-                progress(ctx.mode, i + 1, total)
-    run = prof.run(ctx.mode, ctx.n_frozen)
+                progress(ctx.run, i + 1, total)
+    run = prof.run(ctx.run, ctx.n_frozen)
     for extra in extras:
         extra.after_run(ctx, run)
     return run
 
 
-def _regime(mode: str) -> Callable[..., Run]:
-    if mode == "cached":
-        from .cached import run_cached_regime  # builds on this module
-
-        return run_cached_regime
-    return run_regime
-
-
-def profile_model(
-    model: nn.Module,
-    cfg: ProfileConfig,
-    *,
-    meta: dict[str, Any] | None = None,
-    progress: Progress | None = None,
-    listeners: Sequence[MarkListener] = (),
-    extras: Sequence[RunExtra] = (),
-) -> Profile:
-    """Profile ``model``: every run in ``cfg.modes``; the model is left exactly as it was."""
-    cfg.validate()
-    device = resolve_device(cfg.device)
-    original = ModelState.capture(model)
-    try:
-        with on_device(device):
-            return _profile_placed(model, cfg, device, meta, progress, listeners, extras)
-    finally:
-        original.restore()
-
-
 def on_device(device: torch.device) -> contextlib.AbstractContextManager:
     """CUDA events and allocator readings follow the current device: make it ours."""
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-
-
-def _profile_placed(
-    model: nn.Module,
-    cfg: ProfileConfig,
-    device: torch.device,
-    meta: dict[str, Any] | None,
-    progress: Progress | None,
-    listeners: Sequence[MarkListener],
-    extras: Sequence[RunExtra],
-) -> Profile:
-    _place(model, device, cfg.channels_last)
-    work = _guard_batch(cfg, lambda: make_workload(model, cfg, device))
-    units = find_units(model, work.x[:1])
-    check_freeze(cfg.freeze, len(units))
-    _set_precision_flags(cfg.precision, device)
-    placed = ModelState.capture(model)
-    watch = DeviceWatch.start(device)  # NVML identity and state of a CUDA device, for meta
-    runs = {}
-    for mode in cfg.modes:
-        placed.restore_values()
-        runs[mode] = _guard_batch(cfg, lambda m=mode: _regime(m)(
-            model, units, work, cfg, m, progress, listeners, extras))
-    return Profile(
-        meta=_meta(cfg, device, work, {**(meta or {}), **watch.finish()}),
-        units=[{**u.to_dict(), "trainable": u.index > cfg.freeze} for u in units],
-        runs=runs,
-    )
-
-
-def _place(model: nn.Module, device: torch.device, channels_last: bool) -> None:
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
 
 
 def check_freeze(n: int, n_units: int) -> None:
@@ -356,7 +310,7 @@ def check_freeze(n: int, n_units: int) -> None:
         )
 
 
-def _guard_batch(cfg: ProfileConfig, fn: Callable[[], Any]) -> Any:
+def guard_batch(cfg: ProfileConfig, fn: Callable[[], Any]) -> Any:
     """Failures that a different batch size fixes, as one clear line."""
     try:
         return fn()
@@ -391,21 +345,3 @@ def device_name(device: torch.device) -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
-
-
-def _meta(cfg: ProfileConfig, device: torch.device, work: Workload, extra: dict) -> dict[str, Any]:
-    return {
-        **extra,
-        "device": str(device),
-        "device_name": device_name(device),
-        "clock": "cuda_event" if device.type == "cuda" else "perf_counter_ns",
-        "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda,
-        "cpu_threads": torch.get_num_threads(),
-        **{k: v for k, v in asdict(cfg).items() if k not in ("device", "modes")},
-        "input_shape": list(cfg.input_shape),
-        "modes": list(cfg.modes),
-        "num_classes": work.num_classes,
-        "output_shape": list(work.output_shape),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }

@@ -1,4 +1,4 @@
-"""The report builder: derived quantities from a ``Profile`` (DESIGN.md §1, §6). Never measures.
+"""The report builder: derived quantities from a ``RunDocument`` (docs/design.md §1, §6). Never measures.
 
 Every figure is computed from the medians the run document already holds:
 
@@ -14,13 +14,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tlprof.document import Run, RunDocument, finite
 from tlprof.errors import TlprofError
-from tlprof.session import (
-    Profile,
-    Run,
-    finite,  # noqa: F401  (re-exported for the renderers)
-)
-from tlprof.stats import Stats
 
 SCHEMA = "tlprof.report/1"
 GRANULARITIES = ("unit", "block", "stage")
@@ -180,6 +175,16 @@ class Claim:
 
 
 @dataclass
+class ReportWarning:
+    run: str
+    part: str  # what found it: marks, kernels, energy...
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.run} run ({self.part}): {self.text}"
+
+
+@dataclass
 class Report:
     source: dict[str, Any]
     options: ReportOptions
@@ -196,6 +201,7 @@ class Report:
     cost_model: CostModel
     claims: list[Claim]
     notes: list[str]
+    warnings: list[ReportWarning] = field(default_factory=list)  # the runs' own, as measured
 
     def rows(self, granularity: str | None = None) -> list[UnitRow]:
         g = granularity or self.options.granularity
@@ -217,31 +223,31 @@ def _div(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-def _med(s: Stats | None) -> float:
-    return s.median if s is not None else 0.0
-
-
 def _phase(run: Run, *names: str) -> float:
-    return sum(_med(run.phases.get(f"{n}_ms")) for n in names)
+    return run.phase_ms(*names)
 
 
 def _fwd(run: Run, lo: int = 0, hi: int | None = None) -> float:
-    return sum(u.fwd_ms.median for u in run.units[lo:hi])
+    return run.fwd_ms(lo, hi)
 
 
 def _bwd(run: Run, lo: int = 0, hi: int | None = None) -> float:
-    return sum(u.bwd_ms.median for u in run.units[lo:hi])
+    return run.bwd_ms(lo, hi)
 
 
 def _mem(run: Run, key: str) -> int | None:
-    value = run.memory.get(key)
-    return int(value) if isinstance(value, (int, float)) else None
+    """A memory figure of the run: saved, grad, optimizer_state (units' totals) or peak."""
+    if key == "saved":
+        return run.memory.saved_bytes_total
+    if key == "peak":
+        return run.memory.allocator.peak_allocated_bytes if run.memory.allocator else None
+    return run.units_total(f"{key}_bytes")
 
 
 # -- per unit and rollups -------------------------------------------------------
 
 
-def unit_rows(profile: Profile, full: Run, n_frozen: int) -> list[UnitRow]:
+def unit_rows(profile: RunDocument, full: Run, n_frozen: int) -> list[UnitRow]:
     step = full.step_ms.median
     frozen, cached = profile.runs.get("frozen"), profile.runs.get("cached")
     rows, cum = [], 0.0
@@ -249,7 +255,7 @@ def unit_rows(profile: Profile, full: Run, n_frozen: int) -> list[UnitRow]:
         t = u.fwd_ms.median + u.bwd_ms.median
         cum += t
         rows.append(UnitRow(
-            name=desc["name"], stage=desc.get("stage", ""), block=desc.get("block", ""),
+            name=desc.name, stage=desc.stage, block=desc.block,
             first=u.index, units=1, trainable=int(u.index > n_frozen),
             fwd_ms=u.fwd_ms.median, bwd_ms=u.bwd_ms.median, t_ms=t,
             step_share=_div(t, step), cum_share=_div(cum, step),
@@ -348,12 +354,12 @@ def _savings(full: Run, frozen: Run) -> list[Part]:
     s_saved = full.step_ms.median - frozen.step_ms.median
     sources = [
         Part("backward not run", _bwd(full) - _bwd(frozen),
-             bytes=_diff_bytes(full, frozen, "grad_bytes_units_total")),
+             bytes=_diff_bytes(full, frozen, "grad")),
         Part("activations not saved (lighter forward)", _fwd(full) - _fwd(frozen),
-             bytes=_diff_bytes(full, frozen, "saved_bytes_total")),
+             bytes=_diff_bytes(full, frozen, "saved")),
         Part("smaller optimizer step", _phase(full, "optimizer", "zero_grad")
              - _phase(frozen, "optimizer", "zero_grad"),
-             bytes=_diff_bytes(full, frozen, "optimizer_state_bytes_units_total")),
+             bytes=_diff_bytes(full, frozen, "optimizer_state")),
         Part("loss and other phases", _phase(full, "loss_fwd", "loss_bwd", "other")
              - _phase(frozen, "loss_fwd", "loss_bwd", "other")),
     ]
@@ -365,10 +371,10 @@ def _savings(full: Run, frozen: Run) -> list[Part]:
 
 def _memory_saved(full: Run, frozen: Run) -> dict[str, dict[str, int | None]]:
     keys = {
-        "saved activations": "saved_bytes_total",
-        "gradients": "grad_bytes_units_total",
-        "optimizer state": "optimizer_state_bytes_units_total",
-        "peak allocated": "peak_allocated_bytes",
+        "saved activations": "saved",
+        "gradients": "grad",
+        "optimizer state": "optimizer_state",
+        "peak allocated": "peak",
     }
     out = {}
     for label, key in keys.items():
@@ -380,8 +386,7 @@ def _memory_saved(full: Run, frozen: Run) -> dict[str, dict[str, int | None]]:
 
 
 def cached_summary(full: Run, cached: Run, frozen: Run | None) -> CachedSummary:
-    features = cached.extra.get("features_ms")
-    f_n = Stats.from_dict(features).median if isinstance(features, dict) else 0.0
+    f_n = cached.cache.features_ms.median if cached.cache else 0.0
     h = cached.step_ms.median
     return CachedSummary(
         freeze=cached.freeze, features_ms=f_n, step_ms=h,
@@ -479,7 +484,7 @@ def claim_per_model(f: FrozenSummary | None, n_units: int, n_frozen: int) -> Cla
             "freezing N of L layers cuts a model's training cost to (L−N)/L")
     if f is None:
         return Claim("per_model_cost", text, NOT_MEASURED,
-                     "needs a frozen run: profile with --freeze N (--mode both or all)")
+                     "needs a frozen run: profile with --freeze N (--runs both or all)")
     holds = abs(f.step_ratio / f.paper_ratio - 1) <= RATIO_TOLERANCE
     fwd_frozen = f.breakdown[0]
     evidence = (
@@ -547,19 +552,19 @@ def claim_example(ex: dict[str, dict[str, float]], n_units: int, n_frozen: int) 
 # -- the whole report -----------------------------------------------------------
 
 
-def _freeze_depth(profile: Profile) -> int:
+def _freeze_depth(profile: RunDocument) -> int:
     for name in ("frozen", "cached"):
         if name in profile.runs:
             return profile.runs[name].freeze
-    return int(profile.meta.get("freeze") or 0)
+    return int(profile.meta.freeze or 0)
 
 
-def build_report(profile: Profile, options: ReportOptions | None = None) -> Report:
+def build_report(profile: RunDocument, options: ReportOptions | None = None) -> Report:
     options = options or ReportOptions()
     options.validate()
     full = profile.runs.get("full")
     if full is None:
-        raise TlprofError("the report needs the full run: profile with --mode full, both or all")
+        raise TlprofError("the report needs the full run: profile with --runs full, both or all")
     if len(full.units) != len(profile.units) or not full.units:
         raise TlprofError("the run document's units do not match its full run")
     n_units = len(profile.units)
@@ -586,16 +591,22 @@ def build_report(profile: Profile, options: ReportOptions | None = None) -> Repo
         blocks=rollup(units, "block", s_full), stages=rollup(units, "stage", s_full),
         uniformity=uni, frozen=fz, cached=cz, cost_model=cm, claims=claims,
         notes=_notes(profile, full, frozen),
+        warnings=_warnings(profile),
     )
 
 
-def _source(profile: Profile) -> dict[str, Any]:
+def _source(profile: RunDocument) -> dict[str, Any]:
     keys = ("arch", "model", "device", "device_name", "torch_version", "batch_size",
             "input_shape", "precision", "optimizer", "steps", "warmup", "created")
-    return {k: profile.meta[k] for k in keys if k in profile.meta}
+    meta = profile.meta.to_dict()
+    return {k: meta[k] for k in keys if meta.get(k) not in (None, [])}
 
 
-def _notes(profile: Profile, full: Run, frozen: Run | None) -> list[str]:
+def _warnings(profile: RunDocument) -> list[ReportWarning]:
+    return [ReportWarning(name, w.part, w.text) for name, w in profile.warnings()]
+
+
+def _notes(profile: RunDocument, full: Run, frozen: Run | None) -> list[str]:
     notes = []
     noisy = [name for name, run in profile.runs.items() if run.step_ms.noisy]
     if noisy:
@@ -608,7 +619,7 @@ def _notes(profile: Profile, full: Run, frozen: Run | None) -> list[str]:
                          f"{run.plain_step_ms.median:.3g} ms vs {run.step_ms.median:.3g} ms)")
     if frozen is None:
         notes.append("no frozen run: the measured cost-model row and claim 2 need --freeze N")
-    if str(profile.meta.get("device", "")).startswith("cpu"):
+    if str(profile.meta.device or "").startswith("cpu"):
         notes.append("measured on a CPU: ratios differ from a GPU's (DESIGN.md §1 expects "
                      "0.35–0.45 on a GPU)")
     return notes

@@ -6,45 +6,40 @@ import argparse
 import io
 import sys
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console, RenderableType
 
+from tlprof.cli_args import add_run_args, check_writable, config_from_args, model_from_args, progress_bar
+from tlprof.document import RunDocument, RunDocumentError, Sweep
+from tlprof.document import read_document as _read
 from tlprof.errors import TlprofError
 from tlprof.reports.builder import DEFAULT_MODELS, GRANULARITIES, ReportOptions, build_report
 from tlprof.reports.compare import compare, compare_csv, compare_json, compare_markdown, compare_view
 from tlprof.reports.render import FORMATS, TEXT_WIDTH, render, write_plots
 from tlprof.reports.rich_view import report_view
-from tlprof.reports.sweep import SCHEMA as SWEEP_SCHEMA
 from tlprof.reports.sweep import (
-    SWEEP_MODES,
-    Sweep,
+    SWEEP_RUNS,
     build_sweep_report,
     parse_depths,
     render_sweep,
-    run_sweep,
     sweep_svg,
     sweep_view,
 )
-from tlprof.session import Profile, RunDocumentError, read_json_document
 
 # -- reading documents ------------------------------------------------------------
 
 
-def read_document(path: str) -> Profile | Sweep:
+def read_document(path: str) -> RunDocument | Sweep:
     """A run or sweep document; any problem with it is one TlprofError line."""
     try:
-        data: Any = read_json_document(path)
-        if isinstance(data, dict) and data.get("schema") == SWEEP_SCHEMA:
-            return Sweep.from_dict(data)
-        return Profile.from_dict(data)
+        return _read(path)
     except RunDocumentError as exc:
         raise TlprofError(f"{path}: {exc}") from exc
 
 
-def read_profile(path: str) -> Profile:
+def read_run_document(path: str) -> RunDocument:
     doc = read_document(path)
-    if not isinstance(doc, Profile):
+    if not isinstance(doc, RunDocument):
         raise TlprofError(f"{path} is a sweep document; compare takes two run documents")
     return doc
 
@@ -115,7 +110,7 @@ def _plain(renderable: RenderableType) -> str:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    a, b = read_profile(args.a), read_profile(args.b)
+    a, b = read_run_document(args.a), read_run_document(args.b)
     comp = _built(args.b, lambda: compare(a, b, args.a, args.b))
     if not comp.runs:
         raise TlprofError(f"{args.a} and {args.b} have no run in common "
@@ -130,20 +125,20 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
-    from tlprof.cli import _progress_bar, check_writable, config_from_args, model_from_args
+    from tlprof.sweep import run_sweep  # measures: the one command here that imports torch
 
     depths = parse_depths(args.freeze)
     check_writable(args.json, "--json")
     spec = model_from_args(args)
-    base_args = argparse.Namespace(**{**vars(args), "freeze": 0, "mode": "full"})
+    base_args = argparse.Namespace(**{**vars(args), "freeze": 0, "runs": "full"})
     cfg, notes = config_from_args(base_args, spec.input_shape)
     if notes and not args.quiet:
-        console.print("using " + ", ".join(notes), style="dim")
-    modes = SWEEP_MODES[args.mode]
+        print("tlprof: using " + ", ".join(notes), file=sys.stderr)
+    runs = SWEEP_RUNS[args.runs]
     if args.quiet:
-        sweep = run_sweep(spec.model, cfg, depths, modes, meta=spec.description)
+        sweep = run_sweep(spec.model, cfg, depths, runs, meta=spec.description)
     else:
-        with _progress_bar(console) as bar:
+        with progress_bar(console) as bar:
             tasks: dict[str, int] = {}
 
             def progress(name: str, done: int, total: int) -> None:
@@ -151,7 +146,7 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
                     tasks[name] = bar.add_task(name, total=total)
                 bar.update(tasks[name], completed=done)
 
-            sweep = run_sweep(spec.model, cfg, depths, modes, meta=spec.description, progress=progress)
+            sweep = run_sweep(spec.model, cfg, depths, runs, meta=spec.description, progress=progress)
     if args.json:
         sweep.save(args.json)
     if not args.quiet:
@@ -165,8 +160,6 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tlprof.cli import add_run_args
-
     p = sub.add_parser("report", help="the cost model and the paper's claims, from a saved run")
     p.add_argument("run", metavar="RUN", help="a run (or sweep) document written by --json")
     p.add_argument("--format", choices=FORMATS, default="rich")
@@ -191,7 +184,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_args(p)
     p.add_argument("--freeze", required=True, metavar="N,N,...",
                    help="freeze depths, e.g. 0,10,20,30,40,45,49 (0 = the full run)")
-    p.add_argument("--mode", choices=tuple(SWEEP_MODES), default="frozen",
-                   help="regimes per depth: frozen (default), cached, or all (both)")
+    p.add_argument("--runs", "--mode", dest="runs", choices=tuple(SWEEP_RUNS), default="frozen",
+                   help="runs per depth: frozen (default), cached, or all (both)")
     p.add_argument("--json", metavar="PATH", help="write the whole sweep here")
     p.set_defaults(func=cmd_sweep)

@@ -12,9 +12,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from tlprof.document import Run, RunDocument, finite
 from tlprof.reports.markdown import md_table
 from tlprof.reports.text import fmt_num, fmt_ratio
-from tlprof.session import Profile, Run, finite
 
 SCHEMA = "tlprof.compare/1"
 
@@ -73,10 +73,9 @@ class Comparison:
 
 def _summary(a: Run, b: Run) -> list[Delta]:
     rows = [Delta("step", "step", a.step_ms.median, b.step_ms.median)]
-    for key in a.phases:
-        if key in b.phases:
-            name = key.removesuffix("_ms")
-            rows.append(Delta("phase", name, a.phases[key].median, b.phases[key].median))
+    for name in a.phases_ms:
+        if name in b.phases_ms:
+            rows.append(Delta("phase", name, a.phases_ms[name].median, b.phases_ms[name].median))
     for kind, attr in (("units", "fwd_ms"), ("units", "bwd_ms")):
         name = "units forward" if attr == "fwd_ms" else "units backward"
         rows.append(Delta(kind, name, sum(getattr(u, attr).median for u in a.units),
@@ -93,9 +92,9 @@ def _units(names: list[str], a: Run, b: Run) -> list[Delta]:
     return out
 
 
-def compare(a: Profile, b: Profile, label_a: str = "A", label_b: str = "B") -> Comparison:
-    names_a = [u["name"] for u in a.units]
-    same_units = names_a == [u["name"] for u in b.units]
+def compare(a: RunDocument, b: RunDocument, label_a: str = "A", label_b: str = "B") -> Comparison:
+    names_a = a.unit_names
+    same_units = names_a == b.unit_names
     runs = [RunComparison(name, _summary(a.runs[name], b.runs[name]),
                           _units(names_a, a.runs[name], b.runs[name]) if same_units else None)
             for name in a.runs if name in b.runs]

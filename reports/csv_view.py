@@ -1,4 +1,6 @@
-"""The per-unit (or per-block, per-stage) table as CSV, full precision, one row per unit."""
+"""The per-unit (or per-block, per-stage) table as CSV, full precision, one row per unit.
+
+The runs' warnings follow the table as ``#`` comment lines."""
 
 from __future__ import annotations
 
@@ -24,4 +26,6 @@ def render_csv(report: Report) -> str:
               for v in (r.frozen_fwd_ms, r.frozen_bwd_ms, r.cached_fwd_ms, r.cached_bwd_ms)),
             r.saved_bytes, r.param_bytes,
         ])
+    for w in report.warnings:
+        buf.write(f"# warning: {w}\n")
     return buf.getvalue()

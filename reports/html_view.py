@@ -30,6 +30,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .holds { color: #1a7f37; font-weight: bold; }
 .refuted { color: #c62828; font-weight: bold; }
 .dim { color: #777; }
+.warning { color: #a15c00; }
 figure { margin: 0.5em 0 1.5em; }
 """
 
@@ -119,6 +120,9 @@ def render_html(report: Report) -> str:
     if report.notes:
         body.append("<ul class=\"dim\">" + "".join(f"<li>{escape(n)}</li>" for n in report.notes)
                     + "</ul>")
+    if report.warnings:
+        body.append("<ul class=\"warning\">" + "".join(
+            f"<li><b>warning</b>: {escape(str(w))}</li>" for w in report.warnings) + "</ul>")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{escape(headline(report))}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"

@@ -91,4 +91,6 @@ def render_markdown(report: Report) -> str:
     parts += [f"## {t['cost']}", cost_md(report), f"## {t['claims']}", claims_md(report)]
     if report.notes:
         parts.append("\n".join(f"- {n}" for n in report.notes))
+    if report.warnings:
+        parts.append("\n".join(f"- **warning**: {w}" for w in report.warnings))
     return "\n\n".join(parts) + "\n"

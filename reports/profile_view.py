@@ -1,6 +1,7 @@
-"""The profile command's terminal view: a per-unit table and a summary, as rich renderables.
+"""The profile command's terminal view, as rich renderables: the per-unit table, the step
+summary, the frozen/full ratio, then the report's cost model, verdicts, notes and warnings.
 
-Renderers read a ``Profile`` and never measure.
+Renderers read a ``RunDocument`` and never measure.
 """
 
 from __future__ import annotations
@@ -13,26 +14,17 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tlprof.session import Profile, Run, UnitRun
+from tlprof.document import Run, RunDocument, UnitRun
+from tlprof.errors import TlprofError
+from tlprof.reports.builder import ReportOptions, build_report, frozen_summary
+from tlprof.reports.rich_view import claims_section, cost_section, notes_section, warnings_section
+from tlprof.reports.text import fmt_bytes
 from tlprof.stats import Stats
 
 
 def fmt_ms(s: Stats) -> str:
     flag = "*" if s.noisy else ""
     return f"{s.median:.2f}{flag}"
-
-
-def fmt_bytes(n: float | None) -> str:
-    """Binary units, compact: 0, 512B, 1.5K, 788K, 3.1M, 2.0G."""
-    if n is None:
-        return "-"
-    if n == 0:
-        return "0"
-    for unit in ("B", "K", "M", "G"):
-        if abs(n) < 1024 or unit == "G":
-            return f"{n:.0f}{unit}" if unit == "B" or abs(n) >= 100 else f"{n:.1f}{unit}"
-        n /= 1024
-    return f"{n:.1f}G"
 
 
 def fmt_count(n: int) -> str:
@@ -57,7 +49,7 @@ RUN_COLUMNS = (
 TABLE_RUNS_LEFT_OUT = ("cached",)  # its frozen units replay cached outputs: see the summary
 
 
-def unit_table(profile: Profile) -> Table:
+def unit_table(profile: RunDocument) -> Table:
     runs = {n: r for n, r in profile.runs.items() if n not in TABLE_RUNS_LEFT_OUT}
     table = Table(title="Per unit (median over measured steps; * = IQR > 10% of median)",
                   box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1))
@@ -70,10 +62,10 @@ def unit_table(profile: Profile) -> Table:
     table.add_column("train", justify="center")
     frozen_run = profile.runs.get("frozen") or profile.runs.get("cached")
     for i, unit in enumerate(profile.units):
-        cells = [str(unit["index"]), unit["name"], fmt_count(unit["params"])]
+        cells = [str(unit.index), unit.name, fmt_count(unit.params)]
         for run in runs.values():
             cells += [col.value(run.units[i]) for col in RUN_COLUMNS]
-        trainable = frozen_run is None or unit["index"] > frozen_run.freeze
+        trainable = frozen_run is None or unit.index > frozen_run.freeze
         cells.append("yes" if trainable else "no")
         table.add_row(*cells)
     return table
@@ -83,7 +75,7 @@ def _stat(s: Stats) -> str:
     return f"{s.median:.2f} ± {s.iqr:.2f}" + (" *" if s.noisy else "")
 
 
-def summary_table(profile: Profile) -> Table:
+def summary_table(profile: RunDocument) -> Table:
     table = Table(title="Step summary (ms: median ± IQR)")
     table.add_column("")
     for name in profile.runs:
@@ -96,45 +88,53 @@ def summary_table(profile: Profile) -> Table:
     row("step", lambda r: _stat(r.step_ms))
     row("  units forward", lambda r: f"{sum(u.fwd_ms.median for u in r.units):.2f}")
     row("  units backward", lambda r: f"{sum(u.bwd_ms.median for u in r.units):.2f}")
-    for key in runs[0].phases:
-        row(f"  {key.removesuffix('_ms').replace('_', ' ')}", lambda r, k=key: _stat(r.phases[k]))
+    for key in runs[0].phases_ms:
+        row(f"  {key.replace('_', ' ')}", lambda r, k=key: _stat(r.phases_ms[k]))
     row("plain step (no hooks)", lambda r: _stat(r.plain_step_ms))
     row("instrumented / plain", lambda r: f"{r.overhead_ratio:.3f}")
-    row("saved activations", lambda r: fmt_bytes(r.memory.get("saved_bytes_total")))
+    row("saved activations", lambda r: fmt_bytes(r.memory.saved_bytes_total))
     row("grad + optimizer state", lambda r: fmt_bytes(
-        r.memory.get("grad_bytes_units_total", 0) + r.memory.get("optimizer_state_bytes_units_total", 0)))
-    row("peak allocated", lambda r: fmt_bytes(r.memory.get("peak_allocated_bytes")))
+        r.units_total("grad_bytes") + r.units_total("optimizer_state_bytes")))
+    row("peak allocated", lambda r: fmt_bytes(
+        r.memory.allocator.peak_allocated_bytes if r.memory.allocator else None))
     return table
 
 
-def ratio_line(profile: Profile) -> Text | None:
+def ratio_line(profile: RunDocument) -> Text | None:
     full, frozen = profile.runs.get("full"), profile.runs.get("frozen")
     if not (full and frozen):
         return None
     n_units = len(profile.units)
-    ratio = frozen.step_ms.median / full.step_ms.median
-    paper = (n_units - frozen.freeze) / n_units
+    f = frozen_summary(full, frozen, n_units)
     return Text(
-        f"frozen/full step time: {ratio:.3f} (measured) vs {paper:.3f} "
-        f"= {n_units - frozen.freeze}/{n_units} (the paper's uniform-layer assumption)",
+        f"frozen/full step time: {f.step_ratio:.3f} (measured) vs {f.paper_ratio:.3f} "
+        f"= {n_units - f.freeze}/{n_units} (the paper's uniform-layer assumption)",
         style="bold",
     )
 
 
-def header(profile: Profile) -> Text:
+def header(profile: RunDocument) -> Text:
     m = profile.meta
-    what = m.get("arch") or m.get("model", "model")
-    shape = "×".join(str(d) for d in m.get("input_shape", []))
+    shape = "×".join(str(d) for d in m.input_shape)
     return Text(
-        f"tlprof {what} on {m.get('device')} ({m.get('device_name')}), batch {m.get('batch_size')}, "
-        f"input {shape}, {m.get('precision')}, {m.get('optimizer')}, "
-        f"{m.get('steps')} measured + {m.get('warmup')} warm-up steps per run"
+        f"tlprof {m.label} on {m.device} ({m.device_name}), batch {m.batch_size}, "
+        f"input {shape}, {m.precision}, {m.optimizer}, "
+        f"{m.steps} measured + {m.warmup} warm-up steps per run"
     )
 
 
-def profile_view(profile: Profile) -> RenderableType:
+def report_sections(profile: RunDocument) -> list[RenderableType]:
+    """The report builder's cost model at k ≤ 3, the verdicts, notes and warnings."""
+    try:
+        report = build_report(profile, ReportOptions(models=3))
+    except TlprofError as exc:
+        return [Text(f"no report: {exc}", style="dim")]
+    return [cost_section(report), claims_section(report), notes_section(report), warnings_section(report)]
+
+
+def profile_view(profile: RunDocument) -> RenderableType:
     parts: list[RenderableType] = [header(profile), unit_table(profile), summary_table(profile)]
     line = ratio_line(profile)
     if line is not None:
         parts.append(line)
-    return Group(*parts)
+    return Group(*parts, *report_sections(profile))

@@ -7,8 +7,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tlprof.errors import TlprofError
-from tlprof.reports.builder import HOLDS, REFUTED, Report, ReportOptions, build_report
+from tlprof.reports.builder import HOLDS, REFUTED, Report
 from tlprof.reports.text import (
     ROW_TITLES,
     cached_lines,
@@ -23,7 +22,6 @@ from tlprof.reports.text import (
     unit_cells,
     unit_columns,
 )
-from tlprof.session import Profile
 
 VERDICT_STYLE = {HOLDS: "green", REFUTED: "bold red"}
 LEFT_COLUMNS = {"unit", "block", "stage", "train"}
@@ -127,6 +125,12 @@ def notes_section(report: Report) -> RenderableType:
     return Text("\n".join(f"note: {n}" for n in report.notes), style="dim")
 
 
+def warnings_section(report: Report) -> RenderableType:
+    if not report.warnings:
+        return Group()
+    return Text("\n".join(f"warning: {w}" for w in report.warnings), style="yellow")
+
+
 def report_view(report: Report) -> Group:
     return Group(
         Text(headline(report), style="bold"),
@@ -137,13 +141,5 @@ def report_view(report: Report) -> Group:
         cost_section(report),
         claims_section(report),
         notes_section(report),
+        warnings_section(report),
     )
-
-
-def compact_view(profile: Profile) -> RenderableType:
-    """What ``tlprof profile`` prints after its table: the cost model at k ≤ 3 and the verdicts."""
-    try:
-        report = build_report(profile, ReportOptions(models=3))
-    except TlprofError as exc:
-        return Text(f"no report: {exc}", style="dim")
-    return Group(cost_section(report), claims_section(report))

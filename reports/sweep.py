@@ -1,7 +1,7 @@
-"""Savings against freeze depth: one full run, then the frozen (and cached) regime per depth.
+"""Savings against freeze depth, from a sweep document (``tlprof.sweep/2``). Never measures.
 
-The sweep document (``tlprof.sweep/1``) keeps every run whole, so each depth's
-report can be rebuilt with the same builder as a single profile's.
+The sweep keeps every run whole, so each depth's report is rebuilt with the same
+builder as a single profile's; ``tlprof.sweep.run_sweep`` measures it.
 """
 
 from __future__ import annotations
@@ -9,75 +9,25 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from html import escape
-from pathlib import Path
 from typing import Any
 
-import torch
 from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from torch import nn
 
+from tlprof.document import Run, Sweep, finite
 from tlprof.errors import TlprofError
 from tlprof.reports.builder import ReportOptions, build_report
 from tlprof.reports.html_view import STYLE, html_table
 from tlprof.reports.markdown import md_table
 from tlprof.reports.svg import PALETTE, Series, line_chart
 from tlprof.reports.text import fmt_bytes, fmt_num, fmt_ratio
-from tlprof.runner import ProfileConfig, check_freeze, profile_model
-from tlprof.session import Profile, Run, RunDocumentError, finite
-from tlprof.units import find_units
 
-SCHEMA = "tlprof.sweep/1"
 REPORT_SCHEMA = "tlprof.sweep-report/1"
-SWEEP_MODES = {"frozen": ("frozen",), "cached": ("cached",), "all": ("frozen", "cached")}
-
-Progress = Callable[[str, int, int], None]
-
-
-@dataclass
-class SweepPoint:
-    freeze: int
-    runs: dict[str, Run]
-
-
-@dataclass
-class Sweep:
-    meta: dict[str, Any]
-    units: list[dict[str, Any]]
-    full: Run
-    points: list[SweepPoint]
-
-    def profile_at(self, point: SweepPoint) -> Profile:
-        meta = {**self.meta, "freeze": point.freeze, "modes": ["full", *point.runs]}
-        return Profile(meta, self.units, {"full": self.full, **point.runs})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA, "meta": self.meta, "units": self.units, "full": self.full.to_dict(),
-            "points": [{"freeze": p.freeze, "runs": {k: r.to_dict() for k, r in p.runs.items()}}
-                       for p in self.points],
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Sweep:
-        if d.get("schema") != SCHEMA:
-            raise RunDocumentError(f"not a tlprof sweep document (schema {d.get('schema')!r})")
-        try:
-            return cls(
-                meta=dict(d["meta"]), units=list(d["units"]), full=Run.from_dict(d["full"]),
-                points=[SweepPoint(int(p["freeze"]), {k: Run.from_dict(r) for k, r in p["runs"].items()})
-                        for p in d["points"]],
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RunDocumentError(f"incomplete tlprof sweep document: missing or bad {exc}") from exc
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(finite(self.to_dict()), indent=1, allow_nan=False) + "\n")
+SWEEP_RUNS = {"frozen": ("frozen",), "cached": ("cached",), "all": ("frozen", "cached")}
 
 
 def parse_depths(text: str) -> list[int]:
@@ -88,34 +38,6 @@ def parse_depths(text: str) -> list[int]:
     if not depths or depths[0] < 0:
         raise TlprofError(f"--freeze {text!r}: depths must be integers ≥ 0")
     return depths
-
-
-def _check_depths(model: nn.Module, cfg: ProfileConfig, depths: Sequence[int]) -> None:
-    """Refuse a depth the model cannot take before the first run, not after it."""
-    device = next(model.parameters()).device
-    n_units = len(find_units(model, torch.randn(1, *cfg.input_shape, device=device)))
-    check_freeze(max(depths), n_units)
-
-
-def run_sweep(model: nn.Module, cfg: ProfileConfig, depths: Sequence[int], modes: Sequence[str],
-              meta: dict[str, Any] | None = None, progress: Progress | None = None) -> Sweep:
-    """One full run, then ``modes`` at every depth N ≥ 1 (depth 0 is the full run itself)."""
-
-    def tagged(n: int) -> Progress | None:
-        return None if progress is None else (lambda m, done, total: progress(f"{m} {n}", done, total))
-
-    _check_depths(model, cfg, depths)
-    base = profile_model(model, replace(cfg, freeze=0, modes=("full",)), meta=meta, progress=tagged(0))
-    points = []
-    for n in depths:
-        if n == 0:
-            continue
-        prof = profile_model(model, replace(cfg, freeze=n, modes=tuple(modes)), meta=meta,
-                             progress=tagged(n))
-        points.append(SweepPoint(n, prof.runs))
-    sweep_meta = {**base.meta, "freeze_depths": list(depths), "sweep_modes": list(modes)}
-    sweep_meta.pop("freeze", None)
-    return Sweep(sweep_meta, base.units, base.runs["full"], points)
 
 
 # -- the derived table ------------------------------------------------------------
@@ -149,10 +71,12 @@ class SweepReport:
         return finite({"schema": REPORT_SCHEMA, **asdict(self)})
 
 
-def _bytes(run: Run | None, *keys: str) -> int | None:
-    if run is None or any(k not in run.memory for k in keys):
-        return None
-    return sum(int(run.memory[k]) for k in keys)
+def _saved(run: Run | None) -> int | None:
+    return None if run is None else run.memory.saved_bytes_total
+
+
+def _grad_and_state(run: Run | None) -> int | None:
+    return None if run is None else run.units_total("grad_bytes") + run.units_total("optimizer_state_bytes")
 
 
 def build_sweep_report(sweep: Sweep) -> SweepReport:
@@ -160,10 +84,9 @@ def build_sweep_report(sweep: Sweep) -> SweepReport:
     s_full = sweep.full.step_ms.median
     t_total = sum(u.fwd_ms.median + u.bwd_ms.median for u in sweep.full.units)
     rows = [SweepRow(0, n_units, 1.0, 1.0, s_full, 1.0, 0.0, 1.0, None, None, None,
-                     _bytes(sweep.full, "saved_bytes_total"),
-                     _bytes(sweep.full, "grad_bytes_units_total", "optimizer_state_bytes_units_total"))]
+                     _saved(sweep.full), _grad_and_state(sweep.full))]
     for point in sweep.points:
-        rep = build_report(sweep.profile_at(point), ReportOptions(models=1))
+        rep = build_report(sweep.document_at(point), ReportOptions(models=1))
         f, c = rep.frozen, rep.cached
         frozen = point.runs.get("frozen")
         rows.append(SweepRow(
@@ -174,12 +97,12 @@ def build_sweep_report(sweep: Sweep) -> SweepReport:
             saved_ms=f.saved_ms if f else None, predicted_ratio=f.predicted_ratio if f else None,
             cached_step_ms=c.step_ms if c else None, cached_features_ms=c.features_ms if c else None,
             cached_ratio=c.step_ratio if c else None,
-            saved_activation_bytes=_bytes(frozen, "saved_bytes_total"),
-            grad_and_state_bytes=_bytes(frozen, "grad_bytes_units_total",
-                                        "optimizer_state_bytes_units_total"),
+            saved_activation_bytes=_saved(frozen),
+            grad_and_state_bytes=_grad_and_state(frozen),
         ))
-    source = {k: sweep.meta[k] for k in ("arch", "model", "device", "device_name", "batch_size",
-                                         "input_shape", "precision", "optimizer") if k in sweep.meta}
+    meta = sweep.meta.to_dict()
+    source = {k: meta[k] for k in ("arch", "model", "device", "device_name", "batch_size",
+                                   "input_shape", "precision", "optimizer") if meta.get(k) not in (None, [])}
     return SweepReport(source, n_units, s_full, rows)
 
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tlprof.reports.builder import CostModel, FrozenSummary, Report, UnitRow
-from tlprof.reports.profile_view import fmt_bytes
 
 ROW_TITLES = {
     "paper_uniform": "paper, uniform t̄",
@@ -28,6 +27,19 @@ def fmt_num(x: float | None, digits: int = 3) -> str:
     if abs(x) >= 10 ** digits:
         return f"{x:,.0f}" if abs(x) < 1e9 else f"{x:.{digits}g}"
     return f"{x:.{digits}g}"
+
+
+def fmt_bytes(n: float | None) -> str:
+    """Binary units, compact: 0, 512B, 1.5K, 788K, 3.1M, 2.0G."""
+    if n is None:
+        return "-"
+    if n == 0:
+        return "0"
+    for unit in ("B", "K", "M", "G"):
+        if abs(n) < 1024 or unit == "G":
+            return f"{n:.0f}{unit}" if unit == "B" or abs(n) >= 100 else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}G"
 
 
 def fmt_ms(x: float | None) -> str:

@@ -18,6 +18,6 @@ def r50_profile():
     """ResNet-50 at 64×64, batch 2, full and frozen (45), two measured steps each."""
     cfg = ProfileConfig(
         batch_size=2, input_shape=(3, 64, 64), device="cpu", steps=2, warmup=1,
-        freeze=R50_FREEZE, modes=("full", "frozen"),
+        freeze=R50_FREEZE, runs=("full", "frozen"),
     )
     return profile_model(torchvision.models.resnet50(), cfg, meta={"arch": "resnet50"})

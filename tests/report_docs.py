@@ -31,6 +31,10 @@ def stats(*samples: float) -> dict[str, Any]:
     return {"median": 0.0, "iqr": 0.0, "samples": list(samples)}  # median/iqr recomputed on load
 
 
+def _share(memory: dict[str, int], key: str, i: int, freeze: int, n: int) -> int:
+    return memory.get(key, 0) // (n - freeze) if i >= freeze else 0
+
+
 def run(mode: str, freeze: int, fwd: list[float], bwd: list[float], step: list[float],
         phases: dict[str, float], memory: dict[str, int]) -> dict[str, Any]:
     return {
@@ -40,7 +44,11 @@ def run(mode: str, freeze: int, fwd: list[float], bwd: list[float], step: list[f
         "phases": {f"{k}_ms": stats(v) for k, v in phases.items()},
         "units": [
             {"index": i + 1, "fwd_ms": stats(f), "bwd_ms": stats(b), "saved_bytes": 100 * (i + 1),
-             "param_bytes": 10 * (i + 1), "grad_bytes": 0, "optimizer_state_bytes": 0}
+             "param_bytes": 10 * (i + 1),
+             # the memory totals spread evenly over the trainable units
+             "grad_bytes": _share(memory, "grad_bytes_units_total", i, freeze, len(fwd)),
+             "optimizer_state_bytes": _share(memory, "optimizer_state_bytes_units_total", i, freeze,
+                                             len(fwd))}
             for i, (f, b) in enumerate(zip(fwd, bwd))
         ],
         "overhead": {"plain_step_ms": stats(*step), "ratio": 1.0},

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tlprof import Profile, Profiler, Stats, TlprofError
+from tlprof import Meta, Profiler, RunDocument, Stats, TlprofError
 
 from models import DELAY_MS, planted_delays
 
@@ -30,7 +30,7 @@ def test_user_loop_measures_units_and_optimizer():
     run = prof.run()
     assert len(run.step_ms.samples) == 2 and len(run.plain_step_ms.samples) == 2
     assert run.units[1].fwd_ms.median >= DELAY_MS and run.units[2].bwd_ms.median >= DELAY_MS
-    assert run.phases["optimizer_ms"].median > 0
+    assert run.phases_ms["optimizer"].median > 0
     assert run.units[0].saved_bytes > 0 and run.units[0].optimizer_state_bytes == 0
 
 
@@ -42,7 +42,7 @@ def test_user_loop_document_renders_as_a_report(tmp_path, capsys):
     with Profiler(model, example=torch.randn(1, 16), optimizer=opt, warmup=1) as prof:
         _train(model, opt, prof, steps=4)
     path = tmp_path / "mine.json"
-    prof.profile(meta={"model": "planted"}).save(path)
+    prof.document(meta={"model": "planted"}).save(path)
     assert main(["report", str(path), "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert len(report["t_ms"]) == 4 and report["t_ms"][1] >= DELAY_MS
@@ -65,8 +65,8 @@ def test_a_run_document_is_strict_json_even_with_undefined_figures(tmp_path):
     run = prof.run()
     run.plain_step_ms = Stats([float("nan")])  # as a run with no plain step would have
     path = tmp_path / "run.json"
-    Profile(meta={}, units=[], runs={"user": run}).save(path)
+    RunDocument(meta=Meta(), units=[], runs={"user": run}).save(path)
     text = path.read_text()
-    assert "NaN" not in text and '"ratio": null' in text
-    loaded = Profile.load(path).runs["user"]
+    assert "NaN" not in text and '"overhead_ratio": null' in text
+    loaded = RunDocument.load(path).runs["user"]
     assert loaded.step_ms.samples == run.step_ms.samples

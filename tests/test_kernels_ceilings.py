@@ -9,6 +9,7 @@ import torch
 
 from tlprof.cli import main
 from tlprof.kernels import Ceilings, measure_ceilings
+from tlprof.kernels.ceilings import CeilingSizes
 from tlprof.kernels.roofline import UnitBytes, roofline_point
 
 
@@ -22,9 +23,10 @@ def _close(a: Ceilings, b: Ceilings, factor: float = 2.0) -> bool:
 def two_measurements() -> tuple[Ceilings, Ceilings]:
     """Two measurements that agree; a third is taken once, for when other work shares the CPU."""
     cpu = torch.device("cpu")
-    runs = [measure_ceilings(cpu), measure_ceilings(cpu)]
+    sizes = CeilingSizes(matmul_n=256, copy_bytes=64 * 2**20, warmup=2, reps=10)  # one size per run
+    runs = [measure_ceilings(cpu, sizes), measure_ceilings(cpu, sizes)]
     if not _close(*runs):
-        runs.append(measure_ceilings(cpu))
+        runs.append(measure_ceilings(cpu, sizes))
     agreeing = [(a, b) for i, a in enumerate(runs) for b in runs[i + 1:] if _close(a, b)]
     assert agreeing, [(r.matmul_tflops, r.copy_gbps) for r in runs]
     return agreeing[0]

@@ -25,11 +25,8 @@ def test_backward_flops_counted_on_the_autograd_thread():
     units = find_units(model, x[:1])
     inst = Instrumenter(model, units, HostClock())
     counter = LabelFlopCounter(lambda: inst.current)
-    with inst.installed():
-        inst.begin_step()
-        with counter:
-            model(x).sum().backward()
-        inst.end_step()
+    with inst.step(), counter:
+        model(x).sum().backward()
     fwd = convnet_forward_flops(BATCH)
     assert [counter.by_label[("bwd", i)] for i in (1, 2, 3)] == [fwd[0], 2 * fwd[1], 2 * fwd[2]]
     main = threading.get_ident()
@@ -39,21 +36,21 @@ def test_backward_flops_counted_on_the_autograd_thread():
 
 def test_profile_with_kernels_on_cuda():
     cfg = ProfileConfig(batch_size=BATCH, input_shape=CONV_INPUT, device="cuda", steps=2, warmup=1,
-                        freeze=1, modes=("full", "frozen"))
+                        freeze=1, runs=("full", "frozen"))
     profile = profile_model(convnet(), cfg, extras=[KernelsExtra()])
     fwd = convnet_forward_flops(BATCH)
     full, frozen = profile.runs["full"], profile.runs["frozen"]
-    assert [u.extra["flops_bwd"] for u in full.units] == [fwd[0], 2 * fwd[1], 2 * fwd[2]]
-    assert [u.extra["flops_bwd"] for u in frozen.units] == [0, fwd[1], 2 * fwd[2]]
+    assert [u.kernels.flops_bwd for u in full.units] == [fwd[0], 2 * fwd[1], 2 * fwd[2]]
+    assert [u.kernels.flops_bwd for u in frozen.units] == [0, fwd[1], 2 * fwd[2]]
     for run in (full, frozen):
-        block = run.extra["kernels"]
-        print(f"\n{run.mode}: agreement {run.extra['kernel_agreement']:.3f}, "
-              f"flop threads {block['flop_threads']}, warnings {block['warnings']}")
-        assert block["source"] == "cuda kernels"
-        assert not any("left open" in w for w in block["warnings"])
-        trainable = [u for u in run.units if u.extra["flops_bwd"]]
-        assert all(u.extra["kernels_bwd"] and u.extra["kernel_bwd_ms"] > 0 for u in trainable)
-        assert all(u.extra["kernels_fwd"] for u in run.units)
+        block = run.kernels
+        print(f"\n{run.name}: agreement {block.kernel_agreement:.3f}, "
+              f"flop threads {block.flop_threads}, warnings {[str(w) for w in run.warnings]}")
+        assert block.source == "cuda kernels"
+        assert not any("left open" in w.text for w in run.warnings)
+        trainable = [u for u in run.units if u.kernels.flops_bwd]
+        assert all(u.kernels.kernels_bwd and u.kernels.kernel_bwd_ms > 0 for u in trainable)
+        assert all(u.kernels.kernels_fwd for u in run.units)
 
 
 def test_cuda_ceilings_positive():

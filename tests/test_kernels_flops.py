@@ -17,13 +17,13 @@ BATCH = 2
 @pytest.fixture(scope="module", params=[1, 2], ids=["freeze1", "freeze2"])
 def conv_profile(request):
     cfg = ProfileConfig(batch_size=BATCH, input_shape=CONV_INPUT, device="cpu", steps=1, warmup=0,
-                        freeze=request.param, modes=("full", "frozen"))
+                        freeze=request.param, runs=("full", "frozen"))
     extra = KernelsExtra(breakdown=False, measure=False)
     return profile_model(convnet(), cfg, extras=[extra])
 
 
 def _flops(run, key: str) -> list[int]:
-    return [u.extra[key] for u in run.units]
+    return [getattr(u.kernels, key) for u in run.units]
 
 
 def test_forward_flops_match_closed_form_in_both_runs(conv_profile):
@@ -53,15 +53,15 @@ def test_bytes_and_intensity(conv_profile):
     run = conv_profile.runs["frozen"]
     units = run.units
     act_in = [BATCH * 3 * 8 * 8 * 4, BATCH * 4 * 8 * 8 * 4, BATCH * 8 * 4 * 4 * 4]
-    assert [u.extra["act_in_bytes"] for u in units] == act_in
-    assert [u.extra["act_out_bytes"] for u in units] == act_in[1:] + [BATCH * 5 * 4]
+    assert [u.kernels.act_in_bytes for u in units] == act_in
+    assert [u.kernels.act_out_bytes for u in units] == act_in[1:] + [BATCH * 5 * 4]
     for u in units:
-        assert u.extra["bytes_fwd"] == u.param_bytes + u.extra["act_in_bytes"] + u.extra["act_out_bytes"]
-        assert u.extra["intensity_fwd"] == pytest.approx(u.extra["flops_fwd"] / u.extra["bytes_fwd"])
+        assert u.kernels.bytes_fwd == u.param_bytes + u.kernels.act_in_bytes + u.kernels.act_out_bytes
+        assert u.kernels.intensity_fwd == pytest.approx(u.kernels.flops_fwd / u.kernels.bytes_fwd)
     for u in units[:run.freeze]:
-        assert u.extra["bytes_bwd"] == 0 and u.extra["intensity_bwd"] is None
+        assert u.kernels.bytes_bwd == 0 and u.kernels.intensity_bwd is None
     first = units[run.freeze]  # input needs no grad: no weight read, no input gradient written
-    assert first.extra["bytes_bwd"] == first.extra["act_out_bytes"] + first.saved_bytes + first.grad_bytes
+    assert first.kernels.bytes_bwd == first.kernels.act_out_bytes + first.saved_bytes + first.grad_bytes
 
 
 def test_resnet50_forward_total_is_2x_4_09_gmacs():

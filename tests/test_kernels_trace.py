@@ -45,11 +45,11 @@ def test_trace_is_chrome_trace_with_one_span_per_unit_per_pass(profiled):
 def test_run_document_carries_kernel_fields(profiled):
     doc = json.loads(profiled[0].read_text())
     for run in doc["runs"].values():
-        assert run["kernel_agreement"] > 0
+        assert run["kernels"]["kernel_agreement"] > 0
         assert run["kernels"]["ceilings"]["copy_gbps"] > 0
         for unit in run["units"]:
             assert {"flops_fwd", "flops_bwd", "bytes_fwd", "bytes_bwd", "roofline",
-                    "kernel_fwd_ms", "kernels_fwd"} <= set(unit)
+                    "kernel_fwd_ms", "kernels_fwd"} <= set(unit["kernels"])
 
 
 def test_kernels_report(profiled, capsys):

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from tlprof.marks import END, OTHER, PHASES, attribute
+from tlprof.marks import END, OTHER, PHASES, Label, attribute
 
 
 def test_each_interval_goes_to_what_began_at_its_start():
     marks = [
-        (OTHER, 0.0), (("phase", "zero_grad"), 1.0), (("fwd", 1), 2.0), (("fwd", 2), 5.0),
-        (("phase", "loss_fwd"), 9.0), (("phase", "loss_bwd"), 10.0), (("bwd", 2), 12.0),
-        (("bwd", 1), 20.0), (OTHER, 23.0), (("phase", "optimizer"), 23.5), (END, 30.0),
+        (OTHER, 0.0), (Label("phase", "zero_grad"), 1.0), (Label("fwd", 1), 2.0), (Label("fwd", 2), 5.0),
+        (Label("phase", "loss_fwd"), 9.0), (Label("phase", "loss_bwd"), 10.0), (Label("bwd", 2), 12.0),
+        (Label("bwd", 1), 20.0), (OTHER, 23.0), (Label("phase", "optimizer"), 23.5), (END, 30.0),
     ]
     s = attribute(marks, 2)
     assert s.fwd_ms == [3.0, 4.0]
@@ -22,10 +22,10 @@ def test_each_interval_goes_to_what_began_at_its_start():
 
 
 def test_a_unit_called_twice_accumulates_both_spans():
-    marks = [(OTHER, 0.0), (("fwd", 1), 1.0), (("fwd", 2), 2.0), (("fwd", 1), 4.0), (END, 7.0)]
+    marks = [(OTHER, 0.0), (Label("fwd", 1), 1.0), (Label("fwd", 2), 2.0), (Label("fwd", 1), 4.0), (END, 7.0)]
     assert attribute(marks, 2).fwd_ms == [1.0 + 3.0, 2.0]
 
 
 def test_a_step_without_end_mark_is_refused():
     with pytest.raises(ValueError):
-        attribute([(OTHER, 0.0), (("fwd", 1), 1.0)], 1)
+        attribute([(OTHER, 0.0), (Label("fwd", 1), 1.0)], 1)

@@ -11,10 +11,9 @@ import torch
 from nv_models import FakeGpu, FakeNvml, SteppingClock, named_mlp
 from rich.console import Console
 
-from tlprof import Profile, ProfileConfig, profile_model
+from tlprof import ProfileConfig, RunDocument, profile_model
 from tlprof.cli import main
 from tlprof.energy import EnergyConfig, EnergyExtra, energy_extras
-from tlprof.energy_view import energy_view
 from tlprof.nvml import (
     DeviceWatch,
     NvmlUnavailable,
@@ -22,6 +21,7 @@ from tlprof.nvml import (
     nvml_index,
     open_nvml,
 )
+from tlprof.reports.energy_view import energy_view
 
 NV_MODELS = str(Path(__file__).parent / "nv_models.py")
 CLI_SMALL = ["--model", f"{NV_MODELS}:named_mlp", "--input-shape", "8", "--steps", "1",
@@ -117,7 +117,7 @@ def test_cpu_profiles_never_open_nvml(monkeypatch):
 
     monkeypatch.setattr("tlprof.nvml.open_nvml", refuse)
     cfg = ProfileConfig(batch_size=2, input_shape=(8,), device="cpu", steps=1, warmup=0)
-    assert "gpu" not in profile_model(named_mlp(), cfg).meta
+    assert profile_model(named_mlp(), cfg).meta.gpu is None
 
 
 @no_driver
@@ -129,25 +129,25 @@ def test_cuda_meta_says_why_when_nvml_is_missing():
 # -- energy -----------------------------------------------------------------------------
 
 
-def _energy_profile(tick_s: float, cfg: EnergyConfig = FAST, power_w: float = 300.0) -> Profile:
+def _energy_profile(tick_s: float, cfg: EnergyConfig = FAST, power_w: float = 300.0) -> RunDocument:
     """Energy of named_mlp's runs on a fake GPU; time is a clock moving 1 ms per reading."""
     clock = SteppingClock(0.001)
     fake = FakeNvml([FakeGpu(power_w=power_w)], tick_s=tick_s, clock=clock)
     pc = ProfileConfig(batch_size=2, input_shape=(8,), device="cpu", steps=1, warmup=1,
-                       freeze=2, modes=("full", "frozen"))
+                       freeze=2, runs=("full", "frozen"))
     return profile_model(named_mlp(), pc, extras=[EnergyExtra(fake, 0, cfg, clock=clock)])
 
 
 def test_energy_per_step_and_power_per_run():
     profile = _energy_profile(tick_s=0.005, power_w=250.0)
     for run in profile.runs.values():
-        e = run.extra["energy"]
-        assert e["warnings"] == []
-        assert e["steps"] >= FAST.min_steps and e["window_s"] >= FAST.window_s
-        assert e["avg_power_w"] == pytest.approx(250.0, rel=0.05)  # the end lags by < 1 tick
-        assert e["energy_per_step_j"] == pytest.approx(e["energy_j"] / e["steps"])
-        assert e["counter_tick_s"] == pytest.approx(0.005, rel=0.25)
-        assert e["resolution"] < FAST.max_resolution
+        e = run.energy
+        assert run.warnings == []
+        assert e.steps >= FAST.min_steps and e.window_s >= FAST.window_s
+        assert e.avg_power_w == pytest.approx(250.0, rel=0.05)  # the end lags by < 1 tick
+        assert e.energy_per_step_j == pytest.approx(e.energy_j / e.steps)
+        assert e.counter_tick_s == pytest.approx(0.005, rel=0.25)
+        assert e.resolution < FAST.max_resolution
 
 
 def test_unit_energy_is_a_labelled_estimate(tmp_path):
@@ -158,7 +158,7 @@ def test_unit_energy_is_a_labelled_estimate(tmp_path):
     full = doc["runs"]["full"]
     assert full["energy"]["unit_energy"].startswith("estimate")
     estimates = [u["energy_estimate_j"] for u in full["units"]]
-    run = Profile.load(path).runs["full"]
+    run = RunDocument.load(path).runs["full"]
     share = (run.units[0].fwd_ms.median + run.units[0].bwd_ms.median) / run.step_ms.median
     assert estimates[0] == pytest.approx(share * full["energy"]["energy_per_step_j"])
     assert 0 < sum(estimates) <= full["energy"]["energy_per_step_j"]
@@ -166,13 +166,13 @@ def test_unit_energy_is_a_labelled_estimate(tmp_path):
 
 def test_too_short_a_window_is_flagged():
     short = EnergyConfig(window_s=0.0, min_steps=1, max_steps=1, warmup_steps=0, poll_s=0.0)
-    warnings = _energy_profile(0.05, short).runs["full"].extra["energy"]["warnings"]
+    warnings = [w.text for w in _energy_profile(0.05, short).runs["full"].warnings if w.part == "energy"]
     assert any(re.search(r"only 0\.\d counter ticks of 5\d\.\d ms: .* at best", w) for w in warnings)
 
 
 def test_a_counter_that_does_not_tick_is_flagged():
     stuck = EnergyConfig(window_s=0.05, min_steps=1, warmup_steps=0, tick_timeout_s=0.05, poll_s=0.0)
-    warnings = _energy_profile(60.0, stuck).runs["full"].extra["energy"]["warnings"]
+    warnings = [w.text for w in _energy_profile(60.0, stuck).runs["full"].warnings if w.part == "energy"]
     assert any("did not change twice" in w for w in warnings)
     assert any("did not advance over the window" in w for w in warnings)
 
@@ -212,4 +212,4 @@ def test_energy_on_the_cpu_says_so_and_the_profile_runs(capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["tlprof: --energy: NVML measures NVIDIA GPUs and this profile runs on the CPU; "
                    "profiling without energy"]
-    assert "energy" not in Profile.load(path).runs["full"].extra
+    assert RunDocument.load(path).runs["full"].energy is None

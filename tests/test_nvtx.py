@@ -14,7 +14,7 @@ from nv_models import UNIT_NAMES, RecordingNvtx, named_mlp, replay
 from tlprof import ProfileConfig, find_units, profile_model
 from tlprof.cli import main
 from tlprof.instrument import StepInfo
-from tlprof.marks import END, OTHER
+from tlprof.marks import END, OTHER, Label
 from tlprof.nvtx_ranges import (
     NvtxPackage,
     NvtxRanges,
@@ -39,7 +39,7 @@ FROZEN_STEP = [*HEAD, "tlprof/bwd/head", "tlprof/other", "tlprof/optimizer"]
 
 def _profile_with(fake: RecordingNvtx) -> None:
     cfg = ProfileConfig(batch_size=2, input_shape=(8,), device="cpu", steps=1, warmup=1,
-                        freeze=2, modes=("full", "frozen"))
+                        freeze=2, runs=("full", "frozen"))
     profile_model(named_mlp(), cfg, listeners=[NvtxRanges(fake)])
 
 
@@ -76,12 +76,12 @@ def _cuda_like_step(ranges: NvtxRanges, worker: ThreadPoolExecutor, n: int,
     """The marks of one CUDA step: backward hooks on autograd's device thread."""
     step = StepInfo("full", n, "timed", UNITS)
     ranges.on_step_begin(step)
-    for label in (OTHER, ("phase", "zero_grad"), ("fwd", 1), ("fwd", 2), ("fwd", 3),
-                  ("phase", "loss_fwd"), ("phase", "loss_bwd")):
+    for label in (OTHER, Label("phase", "zero_grad"), Label("fwd", 1), Label("fwd", 2), Label("fwd", 3),
+                  Label("phase", "loss_fwd"), Label("phase", "loss_bwd")):
         ranges.on_mark(label)
 
     def backward() -> None:
-        for label in (("bwd", 3), ("bwd", 2), ("bwd", 1)):
+        for label in (Label("bwd", 3), Label("bwd", 2), Label("bwd", 1)):
             ranges.on_mark(label)
         if end_of_backward_on_worker:
             ranges.on_mark(OTHER)
@@ -89,7 +89,7 @@ def _cuda_like_step(ranges: NvtxRanges, worker: ThreadPoolExecutor, n: int,
     worker.submit(backward).result()
     if not end_of_backward_on_worker:
         ranges.on_mark(OTHER)
-    ranges.on_mark(("phase", "optimizer"))
+    ranges.on_mark(Label("phase", "optimizer"))
     ranges.on_mark(END)
     ranges.on_step_end(step)
 
@@ -178,7 +178,7 @@ def test_nsight_filters_select_one_range():
     assert nsight_regex_filter(name, None) == "regex:^tlprof.fwd.layer4.2.conv2$/"
 
 
-@pytest.mark.parametrize("label", [("fwd", 9), ("phase", "loss_fwd")])
+@pytest.mark.parametrize("label", [Label("fwd", 9), Label("phase", "loss_fwd")])
 def test_marks_outside_a_step_still_balance(label):
     fake = RecordingNvtx()
     ranges = NvtxRanges(fake)

@@ -10,14 +10,14 @@ from report_docs import hand_document, uniform_document
 from report_models import staged
 
 from tlprof import ProfileConfig, TlprofError, profile_model
+from tlprof.document import RunDocument
 from tlprof.reports.builder import HOLDS, NOT_MEASURED, REFUTED, ReportOptions, build_report
-from tlprof.session import Profile
 
 approx = pytest.approx
 
 
 def report(doc=None, **options):
-    return build_report(Profile.from_dict(doc or hand_document()), ReportOptions(**options))
+    return build_report(RunDocument.from_dict(doc or hand_document()), ReportOptions(**options))
 
 
 # -- the hand-written document: every figure by hand ----------------------------------
@@ -193,10 +193,10 @@ def test_infinite_spread_is_null_in_json():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     cfg = ProfileConfig(batch_size=2, input_shape=(3, 8, 8), device="cpu", steps=2, warmup=1,
-                        freeze=3, modes=("full", "frozen", "cached"))
+                        freeze=3, runs=("full", "frozen", "cached"))
     path = tmp_path_factory.mktemp("run") / "tiny.json"
     profile_model(staged(), cfg, meta={"model": "staged"}).save(path)
-    return Profile.load(path)
+    return RunDocument.load(path)
 
 
 def test_real_run_figures_come_from_the_document(tiny_run):
@@ -220,5 +220,5 @@ def test_real_cached_run_trains_only_the_tail(tiny_run):
     assert cached.freeze == 3
     assert all(u.bwd_ms.median == 0 for u in cached.units[:3])
     assert all(u.bwd_ms.median > 0 for u in cached.units[3:])
-    assert cached.extra["cache"]["replayed_calls"] >= 1
-    assert cached.extra["cache"]["recaptured_steps"] == 0
+    assert cached.cache.replayed_calls >= 1
+    assert cached.cache.recaptured_steps == 0

@@ -27,7 +27,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     """Two saved profiles of the tiny model: freeze 3 (every mode) and freeze 2, batch 4."""
     d = tmp_path_factory.mktemp("runs")
     paths = {"a": d / "a.json", "b": d / "b.json"}
-    assert main(["profile", *TINY, "--freeze", "3", "--mode", "all", "--json", str(paths["a"]),
+    assert main(["profile", *TINY, "--freeze", "3", "--runs", "all", "--json", str(paths["a"]),
                  "--quiet"]) == 0
     assert main(["profile", *TINY, "--freeze", "2", "--batch-size", "4", "--json", str(paths["b"]),
                  "--quiet"]) == 0
@@ -89,11 +89,11 @@ def test_compare_two_runs(runs, capsys):
 
 def test_sweep_then_report_it(capsys, tmp_path):
     path = tmp_path / "sweep.json"
-    rc, out, _ = run_cli(capsys, "sweep", *TINY, "--freeze", "0,3,1", "--mode", "all",
+    rc, out, _ = run_cli(capsys, "sweep", *TINY, "--freeze", "0,3,1", "--runs", "all",
                          "--json", path)
     assert rc == 0 and "Freeze sweep" in out
     doc = json.loads(path.read_text())
-    assert doc["schema"] == "tlprof.sweep/1"
+    assert doc["schema"] == "tlprof.sweep/2"
     assert [p["freeze"] for p in doc["points"]] == [1, 3]
     assert set(doc["points"][0]["runs"]) == {"frozen", "cached"}
     rc, out, _ = run_cli(capsys, "report", path, "--format", "json")
@@ -110,7 +110,7 @@ def test_sweep_then_report_it(capsys, tmp_path):
 
 
 def test_profile_prints_the_report(capsys):
-    rc, out, _ = run_cli(capsys, "profile", *TINY, "--freeze", "2", "--mode", "all")
+    rc, out, _ = run_cli(capsys, "profile", *TINY, "--freeze", "2", "--runs", "all")
     assert rc == 0
     assert "4. The paper's claims" in out and re.search(r"cached features\s+classic", out)
 
@@ -160,7 +160,7 @@ def test_bad_options_give_one_error_line(capsys, tmp_path):
     good.write_text(json.dumps(hand_document()))
     for argv in (["report", good, "--models", "0"], ["report", good, "--epochs", "0"],
                  ["sweep", *TINY, "--freeze", "1,x"], ["sweep", *TINY, "--freeze", "0,9"],
-                 ["profile", *TINY, "--mode", "cached"]):
+                 ["profile", *TINY, "--runs", "cached"]):
         rc, _, err = run_cli(capsys, *argv)
         assert rc == 2 and len(err.strip().splitlines()) == 1, (argv, err)
         assert err.startswith("tlprof: error: ")

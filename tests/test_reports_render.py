@@ -11,19 +11,20 @@ from pathlib import Path
 
 import pytest
 from report_docs import UNITS, hand_document
-from rich.console import Console
+from rich.console import Console, Group
 
+from tlprof.document import RunDocument
 from tlprof.reports.builder import ReportOptions, build_report
 from tlprof.reports.csv_view import FIELDS
+from tlprof.reports.profile_view import report_sections
 from tlprof.reports.render import render, write_plots
-from tlprof.reports.rich_view import compact_view, report_view
-from tlprof.session import Profile
+from tlprof.reports.rich_view import report_view
 
 GOLDEN = Path(__file__).parent / "golden" / "report_rich.txt"
 
 
 def build(**options):
-    return build_report(Profile.from_dict(hand_document()), ReportOptions(**{"models": 3, **options}))
+    return build_report(RunDocument.from_dict(hand_document()), ReportOptions(**{"models": 3, **options}))
 
 
 def plain(renderable, width: int = 100) -> str:
@@ -44,13 +45,17 @@ def test_rich_sections_at_block_granularity():
     assert "s1.0.conv1" not in text.split("Uniformity")[0]
 
 
+def compact_view(doc: RunDocument) -> Group:
+    return Group(*report_sections(doc))
+
+
 def test_compact_view_for_the_profile_command():
-    text = plain(compact_view(Profile.from_dict(hand_document())))
+    text = plain(compact_view(RunDocument.from_dict(hand_document())))
     assert "3. Cost model" in text and "4. The paper's claims" in text
     assert "k=3" in text and "k=4" not in text
     doc = hand_document()
     del doc["runs"]["full"]
-    assert "no report" in plain(compact_view(Profile.from_dict(doc)))
+    assert "no report" in plain(compact_view(RunDocument.from_dict(doc)))
 
 
 def _table_rows(md: str, header_start: str) -> list[list[str]]:
@@ -135,5 +140,5 @@ def test_plots_written_as_svg(tmp_path):
 def test_every_format_renders_without_a_frozen_run(fmt):
     doc = hand_document(cached=False)
     del doc["runs"]["frozen"]
-    text = render(build_report(Profile.from_dict(doc), ReportOptions()), fmt)
+    text = render(build_report(RunDocument.from_dict(doc), ReportOptions()), fmt)
     assert text.strip()

@@ -52,7 +52,7 @@ def test_model_is_bit_identical_after_profiling():
     model = _user_model()
     before = _snapshot(model)
     cfg = ProfileConfig(batch_size=2, input_shape=(3, 32, 32), device="cpu", steps=1, warmup=1,
-                        freeze=5, modes=("full", "frozen"), channels_last=True, optimizer="adam")
+                        freeze=5, runs=("full", "frozen"), channels_last=True, optimizer="adam")
     profile_model(model, cfg)
     _assert_same(before, model)
 
@@ -62,7 +62,7 @@ def test_model_is_restored_when_a_step_raises(fail_on_call):
     model = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), Exploding(fail_on_call), nn.Linear(8, 2))
     before = _snapshot(model)
     cfg = ProfileConfig(batch_size=4, input_shape=(8,), device="cpu", steps=3, warmup=1,
-                        freeze=1, modes=("full", "frozen"))
+                        freeze=1, runs=("full", "frozen"))
     with pytest.raises(RuntimeError, match="planted failure"):
         profile_model(model, cfg)
     _assert_same(before, model)

@@ -37,19 +37,19 @@ def test_units_and_phases_add_up_to_every_step(r50_profile, mode):
     run = r50_profile.runs[mode]
     for k, step in enumerate(run.step_ms.samples):
         units = sum(u.fwd_ms.samples[k] + u.bwd_ms.samples[k] for u in run.units)
-        phases = sum(p.samples[k] for p in run.phases.values())
+        phases = sum(p.samples[k] for p in run.phases_ms.values())
         assert units + phases == pytest.approx(step, rel=1e-9)
-    assert run.phases["other_ms"].median < 0.05 * run.step_ms.median
+    assert run.phases_ms["other"].median < 0.05 * run.step_ms.median
     # against an independent clock: the same step without hooks, timed end to end
     assert 0.5 < run.step_ms.median / run.plain_step_ms.median < 2.0
 
 
 def test_backward_marks_arrive_in_descending_unit_order(r50_profile):
     for mode, first_trainable in (("full", 1), ("frozen", 46)):
-        spans = r50_profile.runs[mode].extra["timeline"]
-        bwd_units = [s["unit"] for s in spans if s["kind"] == "bwd"]
+        spans = r50_profile.runs[mode].timeline
+        bwd_units = [s.unit for s in spans if s.kind == "bwd"]
         assert bwd_units == list(range(50, first_trainable - 1, -1))
-        fwd_units = [s["unit"] for s in spans if s["kind"] == "fwd"]
+        fwd_units = [s.unit for s in spans if s.kind == "fwd"]
         assert fwd_units == list(range(1, 51))
 
 
@@ -59,4 +59,4 @@ def test_a_unit_without_backward_mark_is_reported():
     cfg = ProfileConfig(batch_size=4, input_shape=(8,), device="cpu", steps=1, warmup=0)
     run = profile_model(two_branches(), cfg).runs["full"]
     assert run.units[1].bwd_ms.median == 0 and run.units[2].bwd_ms.median > 0
-    assert "left" in run.extra["warnings"][0] and "right" not in run.extra["warnings"][0]
+    assert "left" in run.warnings[0].text and "right" not in run.warnings[0].text

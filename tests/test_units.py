@@ -72,7 +72,7 @@ def test_frozen_vit_units_do_no_backward():
     from tlprof import ProfileConfig, profile_model
 
     cfg = ProfileConfig(batch_size=2, input_shape=(3, 16, 16), device="cpu", steps=1, warmup=0,
-                        freeze=4, modes=("frozen",))
+                        freeze=4, runs=("frozen",))
     run = profile_model(_tiny_vit(), cfg).runs["frozen"]
     assert all(u.bwd_ms.median == 0 and u.saved_bytes == 0 for u in run.units[:4])
     assert all(u.bwd_ms.median > 0 for u in run.units[5:])

@@ -6,7 +6,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .session import Profile
+from tlprof.document import RunDocument
 
 TOP_UNITS = 10
 
@@ -15,8 +15,8 @@ def _fmt(value: float | None, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def energy_table(profile: Profile) -> Table | None:
-    runs = {name: r.extra["energy"] for name, r in profile.runs.items() if "energy" in r.extra}
+def energy_table(profile: RunDocument) -> Table | None:
+    runs = {name: r.energy for name, r in profile.runs.items() if r.energy}
     if not runs:
         return None
     table = Table(title="Energy per step (NVML total-energy counter, plain steps)")
@@ -33,18 +33,18 @@ def energy_table(profile: Profile) -> Table | None:
     )
     for label, key, fmt in rows:
         scale = 1000 if key == "counter_tick_s" else 1
-        table.add_row(label, *[_fmt(None if e.get(key) is None else e[key] * scale, fmt)
+        table.add_row(label, *[_fmt(None if getattr(e, key) is None else getattr(e, key) * scale, fmt)
                                for e in runs.values()])
     return table
 
 
-def unit_estimate_table(profile: Profile) -> Table | None:
-    names = [n for n, r in profile.runs.items() if "energy" in r.extra]
+def unit_estimate_table(profile: RunDocument) -> Table | None:
+    names = [n for n, r in profile.runs.items() if r.energy]
     if not names:
         return None
     first = profile.runs[names[0]]
     order = sorted(range(len(first.units)),
-                   key=lambda i: -(first.units[i].extra.get("energy_estimate_j") or 0.0))
+                   key=lambda i: -(first.units[i].energy_estimate_j or 0.0))
     table = Table(title=f"Per-unit energy, ESTIMATE: time share × measured J/step "
                         f"(top {TOP_UNITS} of the {names[0]} run; all units in the JSON)")
     table.add_column("#", justify="right")
@@ -52,24 +52,24 @@ def unit_estimate_table(profile: Profile) -> Table | None:
     for name in names:
         table.add_column(f"{name}\nmJ (estimate)", justify="right")
     for i in order[:TOP_UNITS]:
-        cells = [profile.runs[n].units[i].extra.get("energy_estimate_j") for n in names]
-        table.add_row(str(i + 1), profile.units[i]["name"],
+        cells = [profile.runs[n].units[i].energy_estimate_j for n in names]
+        table.add_row(str(i + 1), profile.units[i].name,
                       *[_fmt(None if c is None else c * 1000, "{:.1f}") for c in cells])
     return table
 
 
-def energy_view(profile: Profile) -> RenderableType | None:
+def energy_view(profile: RunDocument) -> RenderableType | None:
     energy = energy_table(profile)
     if energy is None:
         return None
     parts: list[RenderableType] = [energy]
     full, frozen = profile.runs.get("full"), profile.runs.get("frozen")
-    if full and frozen and "energy" in full.extra and "energy" in frozen.extra:
-        ratio = frozen.extra["energy"]["energy_per_step_j"] / full.extra["energy"]["energy_per_step_j"]
+    if full and frozen and full.energy and frozen.energy and full.energy.energy_per_step_j:
+        ratio = (frozen.energy.energy_per_step_j or float("nan")) / full.energy.energy_per_step_j
         parts.append(Text(f"frozen/full energy per step: {ratio:.3f} (measured)", style="bold"))
-    for name, run in profile.runs.items():
-        for warning in run.extra.get("energy", {}).get("warnings", []):
-            parts.append(Text(f"warning ({name}): {warning}", style="yellow"))
+    for name, w in profile.warnings():
+        if w.part == "energy":
+            parts.append(Text(f"warning ({name}): {w.text}", style="yellow"))
     units = unit_estimate_table(profile)
     if units is not None:
         parts.append(units)

@@ -1,6 +1,6 @@
 """``tlprof kernels`` and ``tlprof ceilings``: rich views of what ``--kernels`` stored.
 
-Renderers read a ``Profile`` (or ``Ceilings``) and never measure.
+Renderers read a ``RunDocument`` (or ``Ceilings``) and never measure.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from tlprof.document import Ceilings, Run, RunDocument, UnitKernels, UnitRun
 from tlprof.errors import TlprofError
-from tlprof.reports.profile_view import fmt_bytes
-from tlprof.session import Profile, Run, UnitRun
-
-from .ceilings import Ceilings
+from tlprof.reports.text import fmt_bytes
 
 BYTES_NOTE = (
     "bytes: a lower bound on traffic, each tensor once: forward reads parameters and input "
@@ -54,24 +52,28 @@ def ceilings_table(c: Ceilings) -> Table:
     return table
 
 
+def _kernels(u: UnitRun) -> UnitKernels:
+    return u.kernels or UnitKernels()
+
+
 def _has_backward(u: UnitRun) -> bool:
-    ex = u.extra
-    return bool(ex.get("flops_bwd") or ex.get("kernel_bwd_ms") or u.bwd_ms.median > 0)
+    k = _kernels(u)
+    return bool(k.flops_bwd or k.kernel_bwd_ms or u.bwd_ms.median > 0)
 
 
 def _pass_row(u: UnitRun, p: str) -> list[str]:
-    ex = u.extra
-    roof = (ex.get("roofline") or {}).get(p)
+    k = _kernels(u)
+    roof = (k.roofline or {}).get(p)
     ms = (u.fwd_ms if p == "fwd" else u.bwd_ms).median
     return [
         p,
-        fmt_si(ex.get(f"flops_{p}")),
-        fmt_bytes(ex.get(f"bytes_{p}")),
-        _num(ex.get(f"intensity_{p}"), ".0f"),
+        fmt_si(getattr(k, f"flops_{p}")),
+        fmt_bytes(getattr(k, f"bytes_{p}")),
+        _num(getattr(k, f"intensity_{p}"), ".0f"),
         _num(roof and roof["achieved_tflops"], ".3g"),
         f"{roof['pct_of_roof']:.0f}% {roof['bound'][:3]}" if roof else "-",
         f"{ms:.2f}",
-        _num(ex.get(f"kernel_{p}_ms"), ".2f"),
+        _num(getattr(k, f"kernel_{p}_ms"), ".2f"),
     ]
 
 
@@ -88,7 +90,7 @@ def _table(title: str) -> Table:
                  title_justify="left")
 
 
-def run_table(profile: Profile, name: str, run: Run) -> Table:
+def run_table(profile: RunDocument, name: str, run: Run) -> Table:
     table = _table(f"{name} run per unit (F/B: FLOP/byte; TF/s: achieved TFLOP/s; roof: % of "
                    "the roof at F/B, com/mem-bound; ms: measured median; kern: kernel sum; "
                    "agree: kern/ms)")
@@ -98,14 +100,14 @@ def run_table(profile: Profile, name: str, run: Run) -> Table:
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("agree", justify="right")
     for unit, u in zip(profile.units, run.units):
-        table.add_row(str(u.index), unit["name"], *_pass_row(u, "fwd"),
-                      _num(u.extra.get("kernel_agreement"), ".2f"))
+        table.add_row(str(u.index), unit.name, *_pass_row(u, "fwd"),
+                      _num(_kernels(u).kernel_agreement, ".2f"))
         if _has_backward(u):
             table.add_row("", "", *_pass_row(u, "bwd"), "")
     return table
 
 
-def top_kernels_table(profile: Profile, name: str, run: Run, top: int) -> Table:
+def top_kernels_table(profile: RunDocument, name: str, run: Run, top: int) -> Table:
     table = _table(f"{name} run, top {top} kernels/ops per unit and pass (×count, total ms)")
     table.add_column("#", justify="right")
     table.add_column("unit", no_wrap=True)
@@ -113,46 +115,44 @@ def top_kernels_table(profile: Profile, name: str, run: Run, top: int) -> Table:
     table.add_column("kernels", overflow="fold")
     for unit, u in zip(profile.units, run.units):
         for p in ("fwd", "bwd"):
-            kernels = u.extra.get(f"kernels_{p}", [])[:top]
+            kernels = getattr(_kernels(u), f"kernels_{p}")[:top]
             if kernels:
                 text = "; ".join(f"{_short(k['name'])} ×{k['count']} {k['total_ms']:.2f}"
                                  for k in kernels)
-                first = p == "fwd" or not u.extra.get("kernels_fwd")
-                table.add_row(str(u.index) if first else "", unit["name"] if first else "", p, text)
+                first = p == "fwd" or not _kernels(u).kernels_fwd
+                table.add_row(str(u.index) if first else "", unit.name if first else "", p, text)
     return table
 
 
 def run_summary(name: str, run: Run) -> Text:
-    units = run.units
-    k = run.extra.get("kernels", {})
-    total_fwd = sum(u.extra.get("flops_fwd", 0) for u in units)
-    total_bwd = sum(u.extra.get("flops_bwd", 0) for u in units)
+    total_fwd = sum(_kernels(u).flops_fwd for u in run.units)
+    total_bwd = sum(_kernels(u).flops_bwd for u in run.units)
     text = Text(f"{name}: units {fmt_si(total_fwd)}FLOP forward, {fmt_si(total_bwd)}FLOP backward")
-    agreement = run.extra.get("kernel_agreement")
-    if agreement is not None:
-        text.append(f"; kernel agreement {agreement:.3f} ({k.get('source')}: "
-                    f"{k.get('kernel_units_ms', 0):.2f} ms vs measured "
-                    f"{k.get('measured_units_ms', 0):.2f} ms)")
-    for w in k.get("warnings", []):
-        text.append(f"\n  warning: {w}", style="yellow")
+    k = run.kernels
+    if k is not None and k.kernel_agreement is not None:
+        text.append(f"; kernel agreement {k.kernel_agreement:.3f} ({k.source}: "
+                    f"{k.kernel_units_ms or 0:.2f} ms vs measured {k.measured_units_ms or 0:.2f} ms)")
+    for w in run.warnings:
+        if w.part == "kernels":
+            text.append(f"\n  warning: {w.text}", style="yellow")
     return text
 
 
-def kernels_view(profile: Profile, top: int = 3, runs: list[str] | None = None) -> RenderableType:
+def kernels_view(profile: RunDocument, top: int = 3, runs: list[str] | None = None) -> RenderableType:
     chosen = runs or list(profile.runs)
     missing = [r for r in chosen if r not in profile.runs]
     if missing:
         raise TlprofError(f"no run {missing[0]!r} in this document (it has {', '.join(profile.runs)})")
-    if not any("flops_fwd" in profile.runs[r].units[0].extra for r in chosen):
+    if not any(profile.runs[r].kernels for r in chosen):
         raise TlprofError("this run document has no kernel data: profile with --kernels")
     parts: list[RenderableType] = []
-    ceilings = next((profile.runs[r].extra.get("kernels", {}).get("ceilings") for r in chosen), None)
+    ceilings = next((profile.runs[r].kernels.ceilings for r in chosen if profile.runs[r].kernels), None)
     if ceilings:
-        parts.append(ceilings_table(Ceilings.from_dict(ceilings)))
+        parts.append(ceilings_table(ceilings))
     for name in chosen:
         run = profile.runs[name]
         parts.append(run_table(profile, name, run))
-        if top > 0 and "kernels_fwd" in run.units[0].extra:
+        if top > 0 and run.units[0].kernels is not None:
             parts.append(top_kernels_table(profile, name, run, top))
         parts.append(run_summary(name, run))
     parts.append(Text(BYTES_NOTE, style="dim"))

@@ -1,0 +1,655 @@
+"""The run document (``tlprof.run/2``): what one profile measured, every sample kept. Torch-free.
+
+Producers (the runner, the user-loop ``Profiler``, the kernels and energy
+parts) write through these types; every reader (the report builder, the
+renderers, compare, sweep) reads only them, so a saved document re-renders
+without re-running (after pyinstrument's session). ``tlprof.run/1`` files are
+read too: ``upgrade_v1`` turns their open dicts into this shape.
+
+A run's optional sections (cache, kernels, energy) are typed dataclasses listed
+in ``SECTIONS``; a part that adds a section adds its type there and a field on
+``Run``. Every warning about a run, whichever part found it, is in its one
+``warnings`` list.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .marks import PHASES
+from .stats import Stats
+
+SCHEMA = "tlprof.run/2"
+SCHEMA_V1 = "tlprof.run/1"
+
+
+class RunDocumentError(ValueError):
+    """A run document that cannot be read: missing, corrupt, truncated or of another schema."""
+
+
+def finite(value: Any) -> Any:
+    """NaN and ±inf become None, so the document is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+# -- the profile's setting and its units -------------------------------------------------
+
+
+@dataclass
+class Meta:
+    """How the profile was made. ``user`` holds what a caller added that tlprof does not know."""
+
+    arch: str | None = None  # a torchvision architecture
+    model: str | None = None  # MODULE:CALLABLE, or the user loop's label
+    device: str | None = None
+    device_name: str | None = None
+    clock: str | None = None
+    torch_version: str | None = None
+    tlprof_version: str | None = None
+    cuda_version: str | None = None
+    cpu_threads: int | None = None
+    batch_size: int | None = None
+    input_shape: list[int] = field(default_factory=list)
+    precision: str | None = None
+    channels_last: bool | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    steps: int | None = None
+    warmup: int | None = None
+    freeze: int | None = None
+    frozen_bn: str | None = None
+    num_classes: int | None = None
+    output_shape: list[int] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+    created: str | None = None
+    gpu: dict[str, Any] | None = None  # NVML identity and state (or the reason it is missing)
+    user: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.arch or self.model or "model"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Meta:
+        known = _known(cls, d)
+        user = {**d.get("user", {}), **{k: v for k, v in d.items() if k not in known and k != "user"}}
+        known.pop("user", None)
+        return cls(**known, user=user)
+
+
+@dataclass
+class UnitInfo:
+    """One counted layer: its weight module, what it owns, where it sits, whether it trains."""
+
+    index: int  # 1-based, execution order
+    name: str
+    modules: list[str] = field(default_factory=list)
+    stage: str = ""
+    block: str = ""
+    params: int = 0
+    trainable: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UnitInfo:
+        return cls(**_known(cls, d))
+
+
+# -- per unit ----------------------------------------------------------------------------
+
+
+@dataclass
+class UnitKernels:
+    """What ``--kernels`` measured for one unit (see docs/kernels.md)."""
+
+    flops_fwd: int = 0
+    flops_bwd: int = 0
+    act_in_bytes: int = 0
+    act_out_bytes: int = 0
+    bytes_fwd: int = 0  # lower-bound traffic
+    bytes_bwd: int = 0
+    intensity_fwd: float | None = None  # FLOP/byte
+    intensity_bwd: float | None = None
+    roofline: dict[str, Any] | None = None  # "fwd"/"bwd" -> achieved rate, roof, % of roof, bound
+    kernel_fwd_ms: float | None = None
+    kernel_bwd_ms: float | None = None
+    kernel_agreement: float | None = None  # kernel sum / measured time
+    kernels_fwd: list[dict[str, Any]] = field(default_factory=list)  # top kernels: name, count, total_ms
+    kernels_bwd: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UnitKernels:
+        return cls(**_known(cls, d))
+
+
+@dataclass
+class UnitRun:
+    index: int
+    fwd_ms: Stats
+    bwd_ms: Stats
+    saved_bytes: int = 0
+    param_bytes: int = 0
+    grad_bytes: int = 0
+    optimizer_state_bytes: int = 0
+    kernels: UnitKernels | None = None
+    energy_estimate_j: float | None = None  # an estimate: time share × measured J/step
+
+    @property
+    def t_ms(self) -> float:
+        return self.fwd_ms.median + self.bwd_ms.median
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "fwd_ms": self.fwd_ms.to_dict(),
+            "bwd_ms": self.bwd_ms.to_dict(),
+            "saved_bytes": self.saved_bytes,
+            "param_bytes": self.param_bytes,
+            "grad_bytes": self.grad_bytes,
+            "optimizer_state_bytes": self.optimizer_state_bytes,
+            "kernels": self.kernels.to_dict() if self.kernels else None,
+            "energy_estimate_j": self.energy_estimate_j,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UnitRun:
+        kernels = d.get("kernels")
+        return cls(
+            index=int(d["index"]),
+            fwd_ms=Stats.from_dict(d["fwd_ms"]),
+            bwd_ms=Stats.from_dict(d["bwd_ms"]),
+            saved_bytes=int(d.get("saved_bytes", 0)),
+            param_bytes=int(d.get("param_bytes", 0)),
+            grad_bytes=int(d.get("grad_bytes", 0)),
+            optimizer_state_bytes=int(d.get("optimizer_state_bytes", 0)),
+            kernels=UnitKernels.from_dict(kernels) if kernels else None,
+            energy_estimate_j=d.get("energy_estimate_j"),
+        )
+
+
+# -- per run: memory, timeline, warnings, sections -----------------------------------------
+
+
+@dataclass
+class MarkAllocation:
+    mark: str  # Label.text(): fwd:layer1.0.conv1, loss_bwd...
+    allocated_bytes: int
+
+
+@dataclass
+class AllocatorReadings:
+    """The CUDA caching allocator over the memory step."""
+
+    peak_allocated_bytes: int
+    step_start_allocated_bytes: int
+    reserved_bytes: int
+    at_marks: list[MarkAllocation] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AllocatorReadings:
+        return cls(int(d["peak_allocated_bytes"]), int(d["step_start_allocated_bytes"]),
+                   int(d["reserved_bytes"]), [MarkAllocation(**m) for m in d.get("at_marks", [])])
+
+
+@dataclass
+class Memory:
+    """The memory step: what autograd saved, and on CUDA the allocator."""
+
+    saved_bytes_total: int = 0  # every saved storage once, units and phases
+    saved_other_bytes: dict[str, int] = field(default_factory=dict)  # saved outside units, by phase
+    allocator: AllocatorReadings | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Memory:
+        alloc = d.get("allocator")
+        return cls(int(d.get("saved_bytes_total", 0)), dict(d.get("saved_other_bytes", {})),
+                   AllocatorReadings.from_dict(alloc) if alloc else None)
+
+
+@dataclass
+class Span:
+    """What began at a mark of one step, when (ms from the step's start) and for how long."""
+
+    kind: str  # fwd | bwd | phase
+    name: str  # unit or phase name
+    start_ms: float
+    dur_ms: float
+    unit: int | None = None
+
+
+@dataclass
+class RunWarning:
+    part: str  # what found it: marks, kernels, energy, cache...
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class CacheSection:
+    """The cached-features run: F_N per batch and how the features were replayed."""
+
+    features_ms: Stats
+    replayed_calls: int = 0
+    bytes: int = 0
+    recaptured_steps: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "features_ms": self.features_ms.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CacheSection:
+        return cls(**{**_known(cls, d), "features_ms": Stats.from_dict(d["features_ms"])})
+
+
+@dataclass
+class Ceilings:
+    """Measured device ceilings: matmul rate per precision and copy bandwidth (tlprof ceilings)."""
+
+    device: str
+    device_name: str
+    matmul_tflops: dict[str, float]  # precision -> median TFLOP/s
+    copy_gbps: float  # median GB/s, bytes read + written
+    matmul_n: int  # the largest product's size
+    copy_bytes: int
+    threads: int  # CPU threads torch used
+    samples_ms: dict[str, list[float]] = field(default_factory=dict)  # every timed run
+    matmul_sizes: dict[str, int] = field(default_factory=dict)  # precision -> n of its product
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Ceilings:
+        return cls(**_known(cls, d))
+
+    def peak_tflops(self, precision: str) -> tuple[str, float]:
+        """The ceiling a run of ``precision`` is held to (fp32 where its own is not measured)."""
+        if precision in self.matmul_tflops:
+            return precision, self.matmul_tflops[precision]
+        return "fp32", self.matmul_tflops["fp32"]
+
+    def ridge(self, precision: str) -> float:
+        """FLOP per byte where the compute roof meets the bandwidth roof."""
+        return self.peak_tflops(precision)[1] * 1e12 / (self.copy_gbps * 1e9)
+
+
+@dataclass
+class KernelsSection:
+    """What ``--kernels`` measured for the run as a whole."""
+
+    source: str | None = None  # "cuda kernels" | "cpu ops"
+    flops_phases: dict[str, int] = field(default_factory=dict)  # FLOPs outside units
+    flop_threads: dict[str, int] = field(default_factory=dict)
+    ceilings: Ceilings | None = None
+    kernel_agreement: float | None = None  # kernel sum / measured time, units that ran kernels
+    kernel_units_ms: float | None = None
+    measured_units_ms: float | None = None
+    units_without_kernels: list[int] = field(default_factory=list)
+    profiled_step_units_ms: float | None = None
+    kernel_agreement_profiled_step: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> KernelsSection:
+        known = _known(cls, d)
+        if known.get("ceilings"):
+            known["ceilings"] = Ceilings.from_dict(known["ceilings"])
+        return cls(**known)
+
+
+@dataclass
+class EnergySection:
+    """NVML's total-energy counter over plain steps of the run."""
+
+    energy_per_step_j: float | None = None
+    avg_power_w: float | None = None
+    steps: int = 0
+    window_s: float = 0.0
+    energy_j: float = 0.0
+    counter_tick_s: float | None = None
+    resolution: float | None = None  # one tick as a share of the window
+    gpu_index: int | None = None
+    source: str = "nvml_total_energy_counter"
+    step_kind: str = "plain (no hooks)"
+    unit_energy: str = ""  # how the per-unit estimate is made
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EnergySection:
+        return cls(**_known(cls, d))
+
+
+SECTIONS: dict[str, Any] = {"cache": CacheSection, "kernels": KernelsSection, "energy": EnergySection}
+
+
+@dataclass
+class Run:
+    """One run of a profile: full, frozen, cached, or the user loop's."""
+
+    name: str
+    freeze: int
+    step_ms: Stats
+    phases_ms: dict[str, Stats]  # by phase name (marks.PHASES)
+    units: list[UnitRun]
+    plain_step_ms: Stats
+    memory: Memory = field(default_factory=Memory)
+    timeline: list[Span] = field(default_factory=list)  # the marks of the last measured step
+    warnings: list[RunWarning] = field(default_factory=list)
+    cache: CacheSection | None = None
+    kernels: KernelsSection | None = None
+    energy: EnergySection | None = None
+
+    @property
+    def overhead_ratio(self) -> float:
+        plain = self.plain_step_ms.median
+        return self.step_ms.median / plain if plain > 0 else float("nan")
+
+    def phase_ms(self, *names: str) -> float:
+        """Sum of the named phases' medians."""
+        return sum(self.phases_ms[n].median for n in names if n in self.phases_ms)
+
+    def fwd_ms(self, lo: int = 0, hi: int | None = None) -> float:
+        """Sum of the units' forward medians, units lo+1..hi."""
+        return sum(u.fwd_ms.median for u in self.units[lo:hi])
+
+    def bwd_ms(self, lo: int = 0, hi: int | None = None) -> float:
+        return sum(u.bwd_ms.median for u in self.units[lo:hi])
+
+    def units_total(self, attr: str) -> int:
+        """Sum over units of a byte figure: param_bytes, grad_bytes, optimizer_state_bytes, saved_bytes."""
+        return sum(getattr(u, attr) for u in self.units)
+
+    def warn(self, part: str, text: str) -> None:
+        self.warnings.append(RunWarning(part, text))
+
+    def to_dict(self) -> dict[str, Any]:
+        memory = asdict(self.memory)
+        memory["units_total"] = {k: self.units_total(k) for k in
+                                 ("param_bytes", "grad_bytes", "optimizer_state_bytes", "saved_bytes")}
+        return {
+            "name": self.name,
+            "freeze": self.freeze,
+            "step_ms": self.step_ms.to_dict(),
+            "phases_ms": {k: v.to_dict() for k, v in self.phases_ms.items()},
+            "units": [u.to_dict() for u in self.units],
+            "plain_step_ms": self.plain_step_ms.to_dict(),
+            "overhead_ratio": self.overhead_ratio,
+            "memory": memory,
+            "timeline": [asdict(s) for s in self.timeline],
+            "warnings": [asdict(w) for w in self.warnings],
+            **{name: (s.to_dict() if (s := getattr(self, name)) else None) for name in SECTIONS},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Run:
+        sections = {name: kind.from_dict(d[name]) for name, kind in SECTIONS.items() if d.get(name)}
+        return cls(
+            name=d["name"],
+            freeze=int(d["freeze"]),
+            step_ms=Stats.from_dict(d["step_ms"]),
+            phases_ms={k: Stats.from_dict(v) for k, v in d["phases_ms"].items()},
+            units=[UnitRun.from_dict(u) for u in d["units"]],
+            plain_step_ms=Stats.from_dict(d["plain_step_ms"]),
+            memory=Memory.from_dict(d.get("memory", {})),
+            timeline=[Span(**s) for s in d.get("timeline", [])],
+            warnings=[RunWarning(**w) for w in d.get("warnings", [])],
+            **sections,
+        )
+
+
+# -- the document -------------------------------------------------------------------------
+
+
+@dataclass
+class RunDocument:
+    meta: Meta
+    units: list[UnitInfo]
+    runs: dict[str, Run]
+
+    @property
+    def unit_names(self) -> list[str]:
+        return [u.name for u in self.units]
+
+    def warnings(self) -> list[tuple[str, RunWarning]]:
+        """Every run's warnings, with the run's name."""
+        return [(name, w) for name, run in self.runs.items() for w in run.warnings]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "meta": self.meta.to_dict(),
+            "units": [u.to_dict() for u in self.units],
+            "runs": {name: run.to_dict() for name, run in self.runs.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> RunDocument:
+        schema = d.get("schema") if isinstance(d, dict) else type(d).__name__
+        if schema == SCHEMA_V1:
+            d = upgrade_v1(d)
+        elif schema != SCHEMA:
+            raise RunDocumentError(f"not a tlprof run document (schema {schema!r}, expected {SCHEMA!r})")
+        try:
+            return cls(
+                meta=Meta.from_dict(dict(d["meta"])),
+                units=[UnitInfo.from_dict(u) for u in d["units"]],
+                runs={name: Run.from_dict(r) for name, r in d["runs"].items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RunDocumentError(f"incomplete tlprof run document: missing or bad {exc}") from exc
+
+    def save(self, path: str | Path) -> None:
+        save_json(self.to_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunDocument:
+        return cls.from_dict(read_json_document(path))
+
+
+# -- files --------------------------------------------------------------------------------
+
+
+def save_json(data: dict[str, Any], path: str | Path) -> None:
+    """Strict JSON, written whole or not at all: a temporary file beside ``path``, then a rename."""
+    target = Path(path)
+    text = json.dumps(finite(data), indent=1, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json_document(path: str | Path) -> Any:
+    """Parsed JSON, or one RunDocumentError saying what is wrong with the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RunDocumentError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise RunDocumentError(f"{path} is not a JSON text file (binary or corrupt)") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunDocumentError(f"{path} is not valid JSON (truncated or corrupt): {exc}") from exc
+
+
+# -- tlprof.run/1 -------------------------------------------------------------------------
+
+_V1_UNIT_KERNEL_KEYS = {f.name for f in fields(UnitKernels)}
+
+
+def upgrade_v1(d: dict[str, Any]) -> dict[str, Any]:
+    """A ``tlprof.run/1`` document in the ``tlprof.run/2`` shape (its open dicts typed)."""
+    try:
+        meta = dict(d["meta"])
+        if "modes" in meta:
+            meta["runs"] = meta.pop("modes")
+        return {"schema": SCHEMA, "meta": meta, "units": list(d["units"]),
+                "runs": {name: upgrade_run_v1(r) for name, r in d["runs"].items()}}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise RunDocumentError(f"incomplete tlprof run document (v1): missing or bad {exc}") from exc
+
+
+def upgrade_run_v1(r: dict[str, Any]) -> dict[str, Any]:
+    mem = dict(r.get("memory", {}))
+    warnings = [{"part": "marks", "text": w} for w in r.get("warnings", [])]
+    out: dict[str, Any] = {
+        "name": r["mode"], "freeze": r["freeze"], "step_ms": r["step_ms"],
+        "phases_ms": {k.removesuffix("_ms"): v for k, v in r["phases"].items()
+                      if k.removesuffix("_ms") in PHASES},
+        "units": [_upgrade_unit_v1(u) for u in r["units"]],
+        "plain_step_ms": r["overhead"]["plain_step_ms"],
+        "memory": {"saved_bytes_total": mem.get("saved_bytes_total", 0),
+                   "saved_other_bytes": mem.get("saved_other_bytes", {}),
+                   "allocator": _upgrade_allocator_v1(mem)},
+        "timeline": r.get("timeline", []),
+    }
+    if "features_ms" in r:
+        out["cache"] = {"features_ms": r["features_ms"], **r.get("cache", {})}
+    if "kernels" in r:
+        block = dict(r["kernels"])
+        warnings += [{"part": "kernels", "text": w} for w in block.pop("warnings", [])]
+        out["kernels"] = {**block, "kernel_agreement": r.get("kernel_agreement")}
+    if "energy" in r:
+        block = dict(r["energy"])
+        warnings += [{"part": "energy", "text": w} for w in block.pop("warnings", [])]
+        out["energy"] = block
+    out["warnings"] = warnings
+    return out
+
+
+def _upgrade_unit_v1(u: dict[str, Any]) -> dict[str, Any]:
+    kernels = {k: v for k, v in u.items() if k in _V1_UNIT_KERNEL_KEYS}
+    out = {k: v for k, v in u.items() if k not in _V1_UNIT_KERNEL_KEYS}
+    out["kernels"] = kernels or None
+    return out
+
+
+def _upgrade_allocator_v1(mem: dict[str, Any]) -> dict[str, Any] | None:
+    if "peak_allocated_bytes" not in mem:
+        return None
+    marks = [{"mark": _v1_mark_text(m["mark"]), "allocated_bytes": m["allocated_bytes"]}
+             for m in mem.get("allocated_at_marks", [])]
+    return {"peak_allocated_bytes": mem["peak_allocated_bytes"],
+            "step_start_allocated_bytes": mem.get("step_start_allocated_bytes", 0),
+            "reserved_bytes": mem.get("reserved_bytes", 0), "at_marks": marks}
+
+
+def _v1_mark_text(text: str) -> str:
+    """v1 wrote ``phase:loss_fwd``; v2 writes ``Label.text()``, ``loss_fwd``."""
+    return text.removeprefix("phase:").removeprefix("end:") or "end"
+
+
+# -- the sweep document -------------------------------------------------------------------
+
+SWEEP_SCHEMA = "tlprof.sweep/2"
+SWEEP_SCHEMA_V1 = "tlprof.sweep/1"
+
+
+@dataclass
+class SweepPoint:
+    freeze: int
+    runs: dict[str, Run]
+
+
+@dataclass
+class Sweep:
+    """One full run, then the frozen (and cached) runs at each freeze depth."""
+
+    meta: Meta
+    units: list[UnitInfo]
+    full: Run
+    points: list[SweepPoint]
+    depths: list[int] = field(default_factory=list)
+    sweep_runs: list[str] = field(default_factory=list)  # frozen, cached
+
+    def document_at(self, point: SweepPoint) -> RunDocument:
+        meta = Meta.from_dict({**self.meta.to_dict(), "freeze": point.freeze,
+                               "runs": ["full", *point.runs]})
+        return RunDocument(meta, self.units, {"full": self.full, **point.runs})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SWEEP_SCHEMA, "meta": self.meta.to_dict(), "units": [u.to_dict() for u in self.units],
+            "full": self.full.to_dict(), "depths": self.depths, "sweep_runs": self.sweep_runs,
+            "points": [{"freeze": p.freeze, "runs": {k: r.to_dict() for k, r in p.runs.items()}}
+                       for p in self.points],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Sweep:
+        schema = d.get("schema")
+        if schema == SWEEP_SCHEMA_V1:
+            d = _upgrade_sweep_v1(d)
+        elif schema != SWEEP_SCHEMA:
+            raise RunDocumentError(f"not a tlprof sweep document (schema {schema!r})")
+        try:
+            return cls(
+                meta=Meta.from_dict(dict(d["meta"])), units=[UnitInfo.from_dict(u) for u in d["units"]],
+                full=Run.from_dict(d["full"]),
+                points=[SweepPoint(int(p["freeze"]), {k: Run.from_dict(r) for k, r in p["runs"].items()})
+                        for p in d["points"]],
+                depths=[int(x) for x in d.get("depths", [])], sweep_runs=list(d.get("sweep_runs", [])),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RunDocumentError(f"incomplete tlprof sweep document: missing or bad {exc}") from exc
+
+    def save(self, path: str | Path) -> None:
+        save_json(self.to_dict(), path)
+
+
+def _upgrade_sweep_v1(d: dict[str, Any]) -> dict[str, Any]:
+    try:
+        meta = dict(d["meta"])
+        meta.pop("modes", None)
+        return {
+            "meta": meta, "units": d["units"], "full": upgrade_run_v1(d["full"]),
+            "depths": meta.pop("freeze_depths", []), "sweep_runs": meta.pop("sweep_modes", []),
+            "points": [{"freeze": p["freeze"], "runs": {k: upgrade_run_v1(r) for k, r in p["runs"].items()}}
+                       for p in d["points"]],
+        }
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise RunDocumentError(f"incomplete tlprof sweep document (v1): missing or bad {exc}") from exc
+
+
+def read_document(path: str | Path) -> RunDocument | Sweep:
+    """A run or a sweep document (either schema version)."""
+    data = read_json_document(path)
+    if isinstance(data, dict) and data.get("schema") in (SWEEP_SCHEMA, SWEEP_SCHEMA_V1):
+        return Sweep.from_dict(data)
+    return RunDocument.from_dict(data)
