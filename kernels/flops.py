@@ -1,4 +1,4 @@
-"""FLOPs per unit, forward and backward, from one real step (DESIGN.md §8, issue 4).
+"""FLOPs per unit, forward and backward, from one real step (docs/design.md §8).
 
 A dispatch mode sees every ATen op that runs, prices it with the formulas of
 ``torch.utils.flop_counter`` (FLOPs = 2 × multiply-adds; only ops with a

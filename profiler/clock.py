@@ -1,4 +1,4 @@
-"""Clocks behind one small interface: host clock on CPU, CUDA events on CUDA (DESIGN.md §3).
+"""Clocks behind one small interface: host clock on CPU, CUDA events on CUDA (docs/design.md §3).
 
 A clock hands out opaque stamps from inside hooks (cheap, no synchronisation);
 the elapsed times are read once per step, after ``sync``.

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .marks import Label
+from .marks import Label, charge
 from .units import Unit
 
 
@@ -40,7 +40,7 @@ class SavedBytes:
             yield self
 
     def unit_bytes(self, n_units: int) -> list[int]:
-        return [self.by_label.get(Label.fwd(i), 0) for i in range(1, n_units + 1)]
+        return [int(b) for b in charge(self.by_label, n_units).fwd]
 
     def other_bytes(self) -> dict[str, int]:
         return {label.text(): v for label, v in self.by_label.items() if label.kind != "fwd"}

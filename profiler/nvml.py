@@ -1,4 +1,4 @@
-"""NVML behind one small interface (DESIGN.md §5): the GPU's identity, state and energy counter.
+"""NVML behind one small interface (docs/design.md §5): the GPU's identity, state and energy counter.
 
 ``open_nvml()`` gives the real NVML through ``pynvml`` (nvidia-ml-py) or raises
 ``NvmlUnavailable`` with one line saying why; tests swap in a fake with the same

@@ -1,4 +1,4 @@
-"""NVTX ranges from marks, so Nsight Systems and Nsight Compute see tlprof's structure (DESIGN.md §7).
+"""NVTX ranges from marks, so Nsight Systems and Nsight Compute see tlprof's structure (docs/design.md §7).
 
 Each mark opens the range of what begins and closes the one before it:
 ``tlprof/fwd/<unit>``, ``tlprof/bwd/<unit>``, ``tlprof/<phase>``; each step a

@@ -27,7 +27,7 @@ class Stats:
 
     @property
     def noisy(self) -> bool:
-        """IQR above 10% of the median (DESIGN.md §3)."""
+        """IQR above 10% of the median (docs/design.md §3)."""
         return self.median > 0 and self.iqr > NOISY_IQR_FRACTION * self.median
 
     def to_dict(self) -> dict:

@@ -1,4 +1,4 @@
-"""Layer units (DESIGN.md §2): what counts as a layer, what it owns, how it freezes."""
+"""Layer units (docs/design.md §2): what counts as a layer, what it owns, how it freezes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Frozen semantics on ResNet-50 (DESIGN.md §2): freeze by ownership, measure directly."""
+"""Frozen semantics on ResNet-50 (docs/design.md §2): freeze by ownership, measure directly."""
 
 from __future__ import annotations
 

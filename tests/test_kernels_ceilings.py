@@ -21,13 +21,14 @@ def _close(a: Ceilings, b: Ceilings, factor: float = 2.0) -> bool:
 
 @pytest.fixture(scope="module")
 def two_measurements() -> tuple[Ceilings, Ceilings]:
-    """Two measurements that agree; a third is taken once, for when other work shares the CPU."""
+    """Two measurements that agree; up to two more are taken, for when other work shares the CPU."""
     cpu = torch.device("cpu")
-    sizes = CeilingSizes(matmul_n=256, copy_bytes=64 * 2**20, warmup=2, reps=10)  # one size per run
+    sizes = CeilingSizes(matmul_n=384, copy_bytes=64 * 2**20, warmup=2, reps=10)  # one size per run
     runs = [measure_ceilings(cpu, sizes), measure_ceilings(cpu, sizes)]
-    if not _close(*runs):
-        runs.append(measure_ceilings(cpu, sizes))
     agreeing = [(a, b) for i, a in enumerate(runs) for b in runs[i + 1:] if _close(a, b)]
+    while not agreeing and len(runs) < 4:
+        runs.append(measure_ceilings(cpu, sizes))
+        agreeing = [(a, runs[-1]) for a in runs[:-1] if _close(a, runs[-1])]
     assert agreeing, [(r.matmul_tflops, r.copy_gbps) for r in runs]
     return agreeing[0]
 

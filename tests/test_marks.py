@@ -29,3 +29,49 @@ def test_a_unit_called_twice_accumulates_both_spans():
 def test_a_step_without_end_mark_is_refused():
     with pytest.raises(ValueError):
         attribute([(OTHER, 0.0), (Label("fwd", 1), 1.0)], 1)
+
+
+def test_label_text_round_trips_and_names_units():
+    names = {2: "layer1.0.conv1"}
+    for label in (Label.fwd(2), Label.bwd(12), Label.phase("loss_bwd"), END):
+        assert Label.parse(label.text()) == label
+    assert Label.fwd(2).text(names) == "fwd:layer1.0.conv1"
+    assert Label.bwd(2).text(names, sep="/") == "bwd/layer1.0.conv1"
+    assert Label.fwd(3).text(names) == "fwd:#3" and Label.phase("optimizer").text(names) == "optimizer"
+    assert Label.fwd(2) == ("fwd", 2)
+
+
+def test_an_unknown_phase_is_refused_at_once():
+    import torch
+
+    from tlprof import Profiler, TlprofError
+    from tlprof.clock import HostClock
+    from tlprof.instrument import Instrumenter, PlainTimer
+
+    with pytest.raises(TlprofError, match="unknown phase 'loss_backward'; the phases are zero_grad"):
+        Label.phase("loss_backward")
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    prof = Profiler(model, example=torch.randn(1, 2))
+    inst = Instrumenter(model, prof.units, HostClock())
+    for marker in (prof, inst, PlainTimer(HostClock())):
+        with pytest.raises(TlprofError, match="unknown phase"):
+            marker.begin("loss_backward")
+
+
+def test_a_step_that_raises_leaves_no_hook_and_marks_nothing_more():
+    import torch
+
+    from tlprof import find_units
+    from tlprof.clock import HostClock
+    from tlprof.instrument import Instrumenter
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    inst = Instrumenter(model, find_units(model, torch.randn(1, 2)), HostClock())
+    with pytest.raises(RuntimeError, match="planted"), inst.step() as result:
+        model(torch.randn(3, 2))
+        raise RuntimeError("planted")
+    assert result.sample is None and not inst.active
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules())
+    marks = len(inst.marks)
+    model(torch.randn(3, 2)).sum().backward()
+    assert len(inst.marks) == marks

@@ -1,4 +1,4 @@
-"""Layer units (DESIGN.md §2)."""
+"""Layer units (docs/design.md §2)."""
 
 from __future__ import annotations
 
