@@ -1,6 +1,6 @@
 """``KernelsExtra``: what ``tlprof profile --kernels`` adds to each run (issue 4).
 
-After a regime's timed steps it runs two more steps of the same regime, never
+After a run's timed steps it runs two more steps of the same run, never
 timed: one under the FLOP-counting dispatch mode (FLOPs and activation bytes
 per unit) and one under ``torch.profiler`` (kernels per unit). The device
 ceilings are measured once, at the first run, and stored with every run.

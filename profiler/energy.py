@@ -1,6 +1,6 @@
 """Energy per step from NVML's total-energy counter (docs/design.md §5): the ``--energy`` RunExtra.
 
-After each regime's timed steps, more plain steps (no hooks) run between two
+After each run's timed steps, more plain steps (no hooks) run between two
 readings of the counter (millijoules since the driver loaded): joules per step
 and average power per run. The counter advances in ticks of milliseconds to
 tens of milliseconds, so the window is made at least ``ticks_per_window`` ticks

@@ -112,7 +112,7 @@ COLUMNS = ("N", "train", "paper\n(L−N)/L", "Σt\ntail", "frozen\nms", "frozen\
            "h_N\nms", "h_N\n/full", "saved\nact.", "grad+\nstate")
 LEGEND = ("Σt tail = Σ_(i>N) t_i / Σ t_i (the paper's counting with measured t_i); est. = (every "
           "forward + backward of units N+1..L + phases) / full step, from the full run; h_N = "
-          "cached-features step (--mode cached or all)")
+          "cached-features step (--runs cached or all)")
 FLAT_COLUMNS = tuple(c.replace("\n", " ") for c in COLUMNS)
 
 

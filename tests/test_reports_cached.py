@@ -1,4 +1,4 @@
-"""The cached-features regime (``--mode cached``): replay of the frozen part, F_N and h_N."""
+"""The cached-features run (``--runs cached``): replay of the frozen part, F_N and h_N."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """Two saved profiles of the tiny model: freeze 3 (every mode) and freeze 2, batch 4."""
+    """Two saved profiles of the tiny model: freeze 3 (every run) and freeze 2, batch 4."""
     d = tmp_path_factory.mktemp("runs")
     paths = {"a": d / "a.json", "b": d / "b.json"}
     assert main(["profile", *TINY, "--freeze", "3", "--runs", "all", "--json", str(paths["a"]),

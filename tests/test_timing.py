@@ -32,9 +32,9 @@ def test_plain_steps_see_both_delays_too(planted):
     assert planted.overhead_ratio == pytest.approx(1.0, abs=0.5)
 
 
-@pytest.mark.parametrize("mode", ["full", "frozen"])
-def test_units_and_phases_add_up_to_every_step(r50_profile, mode):
-    run = r50_profile.runs[mode]
+@pytest.mark.parametrize("name", ["full", "frozen"])
+def test_units_and_phases_add_up_to_every_step(r50_profile, name):
+    run = r50_profile.runs[name]
     for k, step in enumerate(run.step_ms.samples):
         units = sum(u.fwd_ms.samples[k] + u.bwd_ms.samples[k] for u in run.units)
         phases = sum(p.samples[k] for p in run.phases_ms.values())
@@ -45,8 +45,8 @@ def test_units_and_phases_add_up_to_every_step(r50_profile, mode):
 
 
 def test_backward_marks_arrive_in_descending_unit_order(r50_profile):
-    for mode, first_trainable in (("full", 1), ("frozen", 46)):
-        spans = r50_profile.runs[mode].timeline
+    for name, first_trainable in (("full", 1), ("frozen", 46)):
+        spans = r50_profile.runs[name].timeline
         bwd_units = [s.unit for s in spans if s.kind == "bwd"]
         assert bwd_units == list(range(50, first_trainable - 1, -1))
         fwd_units = [s.unit for s in spans if s.kind == "fwd"]
