@@ -70,6 +70,8 @@ class Profiler:
         self._handles: list[Any] = []
         self._timer: Instrumenter | PlainTimer | None = None
         self._steps_started = 0
+        self._scheduled = 0  # position in the warm-up, memory, plain/timed schedule
+        self._rewarm = 0  # dropped steps still owed before the schedule goes on
         self.samples: list[StepSample] = []
         self.plain_ms: list[float] = []
         self.timeline: list[tuple[Label, float]] = []  # marks of the last kept step, in ms
@@ -97,8 +99,15 @@ class Profiler:
         if self._timer is not None:
             self._timer.begin(phase)
 
+    def rewarm(self, steps: int = 1) -> None:
+        """Drop the next ``steps`` steps (instrumented, not kept), e.g. after other work ran
+        between this profiler's steps; the schedule resumes after them."""
+        self._rewarm += steps
+
     def next_kind(self) -> str:
-        n = self._steps_started
+        if self._rewarm:
+            return "warmup"
+        n = self._scheduled
         if n < self.warmup:
             return "warmup"
         if n == self.warmup:
@@ -110,6 +119,10 @@ class Profiler:
         kind = self.next_kind()
         info = StepInfo(self.name, self._steps_started, kind, self.units)
         self._steps_started += 1
+        if self._rewarm:
+            self._rewarm -= 1
+        else:
+            self._scheduled += 1
         for listener in self._step_listeners:
             listener.on_step_begin(info)
         try:

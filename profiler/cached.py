@@ -38,18 +38,10 @@ import torch
 from torch import nn
 
 from .clock import Clock, clock_for
-from .document import CacheSection, Run
+from .document import CacheSection
 from .errors import TlprofError
-from .instrument import MarkListener, all_tensors
-from .runner import (
-    ProfileConfig,
-    Progress,
-    RunContext,
-    RunExtra,
-    Workload,
-    measure_run,
-    prepare_run,
-)
+from .instrument import all_tensors
+from .runner import ProfileConfig, RunContext, Workload, prepare_run
 from .stats import Stats
 from .units import Unit
 
@@ -237,6 +229,7 @@ class CachedRunContext(RunContext):
     cache: FeatureCache | None = None
     forward_phase: str | None = REPLAY_PHASE
     recaptured_steps: int = 0
+    features_ms: list[float] = field(default_factory=list)  # F_N per batch
 
     def step_scope(self) -> contextlib.AbstractContextManager:
         return self.cache.replaying()
@@ -245,18 +238,15 @@ class CachedRunContext(RunContext):
         self.cache.check_replay()
         self.recaptured_steps += self.cache.refresh_if_modified()
 
+    def section(self) -> CacheSection:
+        return CacheSection(Stats(self.features_ms), self.cache.replayed_calls, self.cache.nbytes,
+                            self.recaptured_steps)
 
-def run_cached(
-    model: nn.Module,
-    units: Sequence[Unit],
-    work: Workload,
-    cfg: ProfileConfig,
-    name: str,
-    progress: Progress | None = None,
-    listeners: Sequence[MarkListener] = (),
-    extras: Sequence[RunExtra] = (),
-) -> Run:
-    """The ``cached`` run: F_N measured first, then timed steps of units N+1..L on cached features."""
+
+def prepare_cached(model: nn.Module, units: Sequence[Unit], work: Workload, cfg: ProfileConfig,
+                   name: str) -> CachedRunContext:
+    """The ``cached`` run: F_N measured first, then the features recorded for the timed steps of
+    units N+1..L."""
     n_frozen = cfg.freeze
     base = prepare_run(model, units, work, cfg, name, n_frozen)
     boundary = units[n_frozen].module
@@ -267,7 +257,5 @@ def run_cached(
             return model(work.x)
 
     cache = FeatureCache(model, boundary, feature_forward).capture()
-    ctx = CachedRunContext(**{**vars(base), "forward_phase": REPLAY_PHASE}, cache=cache)
-    run = measure_run(ctx, progress, listeners, extras)
-    run.cache = CacheSection(Stats(features_ms), cache.replayed_calls, cache.nbytes, ctx.recaptured_steps)
-    return run
+    return CachedRunContext(**{**vars(base), "forward_phase": REPLAY_PHASE}, cache=cache,
+                            features_ms=features_ms)

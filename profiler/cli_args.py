@@ -50,6 +50,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    help=f"measured steps per run (default {CPU.steps} CPU, {CUDA.steps} CUDA)")
     p.add_argument("--warmup", type=int, metavar="N",
                    help=f"dropped steps per run (default {CPU.warmup} CPU, {CUDA.warmup} CUDA)")
+    p.add_argument("--blocks", type=int, metavar="N",
+                   help="several runs take turns in N blocks of measured steps, so drift hits them "
+                        "alike (default: up to 4 blocks of at least 2 steps)")
     p.add_argument("--frozen-bn", choices=["eval", "train"], default="eval",
                    help="BatchNorm of frozen units (default eval)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no report")
@@ -97,6 +100,7 @@ def config_from_args(args: argparse.Namespace, shape: tuple[int, ...]) -> tuple[
         runs=RUN_SETS.get(runs, (runs,)), frozen_bn=args.frozen_bn,
         num_classes=args.num_classes if args.model else None,
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
+        blocks=getattr(args, "blocks", None),
     )
     cfg.validate()
     resolved = cfg.resolved(device.type)

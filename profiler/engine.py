@@ -1,7 +1,12 @@
 """``profile_model``: every configured run of a model, as one run document.
 
-The runs (full, frozen, cached) are measured one after another on the model as
-placed; the model is left exactly as it was, also when profiling fails.
+Each run (full, frozen, cached) first runs its warm-up and memory steps alone,
+from the weights as placed and with a fresh optimizer, so its memory readings
+see only its own state. Then the runs take turns in blocks of plain and
+instrumented steps (``ProfileConfig.block_sizes``), each block after one
+dropped re-warm step, so a machine that speeds up or slows down during the
+profile shifts every run alike. The model is left exactly as it was, also when
+profiling fails.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ import torch
 from torch import nn
 
 from . import __version__
-from .cached import run_cached
+from .api import Profiler
+from .cached import CachedRunContext, prepare_cached
 from .document import Meta, Run, RunDocument, UnitInfo
 from .instrument import MarkListener
 from .nvml import DeviceWatch
 from .runner import (
     ProfileConfig,
     Progress,
+    RunContext,
     RunExtra,
     Workload,
     check_freeze,
@@ -29,8 +36,10 @@ from .runner import (
     guard_batch,
     make_workload,
     on_device,
+    prepare_run,
     resolve_device,
-    run_named,
+    run_profiler,
+    run_steps,
     set_precision_flags,
 )
 from .state import ModelState
@@ -72,19 +81,67 @@ def _profile_placed(
     units = find_units(model, work.x[:1])
     check_freeze(cfg.freeze, len(units))
     set_precision_flags(cfg.precision, device)
-    placed = ModelState.capture(model)
     watch = DeviceWatch.start(device)  # NVML identity and state of a CUDA device, for meta
-    runs: dict[str, Run] = {}
-    for name in cfg.runs:
-        placed.restore_values()
-        measure = run_cached if name == "cached" else run_named
-        runs[name] = guard_batch(cfg, lambda n=name, m=measure: m(
-            model, units, work, cfg, n, progress, listeners, extras))
+    runs = guard_batch(cfg, lambda: _measure_runs(model, units, work, cfg, progress, listeners, extras))
     return RunDocument(
         meta=run_meta(cfg, device, work, {**(meta or {}), **watch.finish()}),
         units=unit_infos(units, cfg.freeze),
         runs=runs,
     )
+
+
+def _measure_runs(
+    model: nn.Module,
+    units: Sequence[Unit],
+    work: Workload,
+    cfg: ProfileConfig,
+    progress: Progress | None,
+    listeners: Sequence[MarkListener],
+    extras: Sequence[RunExtra],
+) -> dict[str, Run]:
+    placed = ModelState.capture(model)
+    turns: dict[str, tuple[RunContext, Profiler, Any]] = {}
+    for name in cfg.runs:  # warm-up and memory, each run alone
+        placed.restore_values()
+        ctx = _prepare(model, units, work, cfg, name)
+        prof = run_profiler(ctx, listeners)
+        done = _counter(progress, name, cfg.steps_per_run)
+        run_steps(ctx, prof, cfg.warmup + 1, done)
+        prof.optimizer = ctx.fresh_optimizer()  # the next run's memory step must not see this state
+        turns[name] = (ctx, prof, done)
+    for pairs in cfg.block_sizes():  # then plain and instrumented steps, the runs taking turns
+        for ctx, prof, done in turns.values():
+            ctx.activate()
+            prof.rewarm(cfg.rewarm_steps)
+            run_steps(ctx, prof, cfg.rewarm_steps + 2 * pairs, done)
+    runs = {}
+    for name, (ctx, prof, _) in turns.items():
+        ctx.activate()
+        runs[name] = prof.run(name, ctx.n_frozen)
+        if isinstance(ctx, CachedRunContext):
+            runs[name].cache = ctx.section()
+        for extra in extras:
+            extra.after_run(ctx, runs[name])
+    return runs
+
+
+def _prepare(model: nn.Module, units: Sequence[Unit], work: Workload, cfg: ProfileConfig,
+             name: str) -> RunContext:
+    if name == "cached":
+        return prepare_cached(model, units, work, cfg, name)
+    return prepare_run(model, units, work, cfg, name, cfg.freeze if name == "frozen" else 0)
+
+
+def _counter(progress: Progress | None, name: str, total: int) -> Any:
+    if progress is None:
+        return None
+    count = [0]
+
+    def done() -> None:
+        count[0] += 1
+        progress(name, count[0], total)
+
+    return done
 
 
 def unit_infos(units: Sequence[Unit], n_frozen: int) -> list[UnitInfo]:

@@ -22,6 +22,8 @@ from .units import Unit, eval_no_grad, freeze
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 RUNS = ("full", "frozen", "cached")
+MAX_BLOCKS = 4  # blocks per run when several runs take turns (see ProfileConfig.block_sizes)
+REWARM_STEPS = 1  # dropped at the start of each block, after the other runs' steps
 
 Progress = Callable[[str, int, int], None]  # (run name, steps done, steps in the run)
 
@@ -46,6 +48,20 @@ class RunContext:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
     forward_phase: str | None = None  # see train_step
+    params: list[nn.Parameter] = field(default_factory=list)  # what trains in this run
+
+    def activate(self) -> None:
+        """Make this run's state the model's: its frozen units and BatchNorm modes, no gradients
+        left over from another run."""
+        self.model.train()
+        freeze(self.model, self.units, self.n_frozen, self.cfg.frozen_bn)
+        for p in self.model.parameters():
+            p.grad = None
+
+    def fresh_optimizer(self) -> torch.optim.Optimizer:
+        """A new optimizer over this run's parameters: the old one's state is released."""
+        self.optimizer = make_optimizer(self.cfg.optimizer, self.params, self.cfg.lr)
+        return self.optimizer
 
     def step_scope(self) -> contextlib.AbstractContextManager:
         """Set-up around each step, outside its timing (the cached run's replay)."""
@@ -87,6 +103,7 @@ class ProfileConfig:
     frozen_bn: str = "eval"
     num_classes: int | None = None
     lr: float = 1e-3
+    blocks: int | None = None  # see block_sizes
 
     def resolved(self, device_type: str) -> ProfileConfig:
         """A copy with every default filled in for the device."""
@@ -122,11 +139,28 @@ class ProfileConfig:
         for run in ("frozen", "cached"):
             if run in self.runs and self.freeze < 1:
                 raise TlprofError(f"--runs {run} needs --freeze N with N >= 1")
+        if self.blocks is not None and self.blocks < 1:
+            raise TlprofError(f"--blocks must be at least 1, got {self.blocks}")
+
+    def block_sizes(self) -> list[int]:
+        """Instrumented steps (each with a plain one) per block. Several runs take turns block by
+        block, so drift in the machine's speed hits them alike; by default up to MAX_BLOCKS blocks
+        of at least two. One run is one block."""
+        if len(self.runs) == 1:
+            return [self.steps]
+        n = min(self.blocks or max(1, min(MAX_BLOCKS, self.steps // 2)), self.steps)
+        base, longer = divmod(self.steps, n)
+        return [base + (i < longer) for i in range(n)]
+
+    @property
+    def rewarm_steps(self) -> int:
+        return REWARM_STEPS if len(self.runs) > 1 else 0
 
     @property
     def steps_per_run(self) -> int:
-        """Warm-up, the memory step, then plain and instrumented steps in turn (resolved configs)."""
-        return self.warmup + 1 + 2 * self.steps
+        """Warm-up, the memory step, then per block its re-warm step and plain and instrumented
+        steps in turn (resolved configs)."""
+        return self.warmup + 1 + 2 * self.steps + self.rewarm_steps * len(self.block_sizes())
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -245,56 +279,34 @@ def set_precision_flags(precision: str, device: torch.device) -> None:
     torch.backends.cudnn.benchmark = device.type == "cuda"
 
 
-def run_named(
-    model: nn.Module,
-    units: Sequence[Unit],
-    work: Workload,
-    cfg: ProfileConfig,
-    name: str,
-    progress: Progress | None = None,
-    listeners: Sequence[MarkListener] = (),
-    extras: Sequence[RunExtra] = (),
-) -> Run:
-    """The full or the frozen run."""
-    n_frozen = cfg.freeze if name == "frozen" else 0
-    return measure_run(prepare_run(model, units, work, cfg, name, n_frozen), progress, listeners, extras)
-
-
 def prepare_run(
     model: nn.Module, units: Sequence[Unit], work: Workload, cfg: ProfileConfig, name: str,
     n_frozen: int,
 ) -> RunContext:
     """Units 1..n_frozen frozen, and an optimizer over what trains."""
-    model.train()
-    freeze(model, units, n_frozen, cfg.frozen_bn)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(cfg.optimizer, trainable, cfg.lr)
-    return RunContext(model, units, work, cfg, name, n_frozen, opt, work.scaler())
+    ctx = RunContext(model, units, work, cfg, name, n_frozen, None, work.scaler())  # type: ignore[arg-type]
+    ctx.activate()
+    ctx.params = [p for p in model.parameters() if p.requires_grad]
+    ctx.fresh_optimizer()
+    return ctx
 
 
-def measure_run(
-    ctx: RunContext,
-    progress: Progress | None = None,
-    listeners: Sequence[MarkListener] = (),
-    extras: Sequence[RunExtra] = (),
-) -> Run:
-    """The run's scheduled steps (warm-up, memory, plain and timed), then the extras."""
-    prof = Profiler(
+def run_profiler(ctx: RunContext, listeners: Sequence[MarkListener] = ()) -> Profiler:
+    """The Profiler that schedules and measures a run's steps."""
+    return Profiler(
         ctx.model, ctx.units, optimizer=ctx.optimizer, hook_optimizer=False,
         device=ctx.work.device, warmup=ctx.cfg.warmup, listeners=listeners, name=ctx.run,
     )
-    total = ctx.cfg.steps_per_run
-    with prof:
-        for i in range(total):
-            with ctx.step_scope(), prof.step():
-                ctx.marked_step(prof)
-            ctx.after_step()
-            if progress:
-                progress(ctx.run, i + 1, total)
-    run = prof.run(ctx.run, ctx.n_frozen)
-    for extra in extras:
-        extra.after_run(ctx, run)
-    return run
+
+
+def run_steps(ctx: RunContext, prof: Profiler, n: int, done: Callable[[], None] | None = None) -> None:
+    """``n`` steps of the run, each scheduled and measured by ``prof``."""
+    for _ in range(n):
+        with ctx.step_scope(), prof.step():
+            ctx.marked_step(prof)
+        ctx.after_step()
+        if done:
+            done()
 
 
 def on_device(device: torch.device) -> contextlib.AbstractContextManager:

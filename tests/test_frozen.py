@@ -55,3 +55,40 @@ def test_frozen_bn_train_keeps_batchnorm_training():
     model.train()
     freeze(model, units, 10, frozen_bn="train")
     assert model.bn1.training and not model.bn1.weight.requires_grad
+
+
+class _StepOrder:
+    """A step listener: which run's step of which kind ran, in order."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, str]] = []
+
+    def on_mark(self, label) -> None:
+        pass
+
+    def on_step_begin(self, step) -> None:
+        self.steps.append((step.run, step.kind))
+
+    def on_step_end(self, step) -> None:
+        pass
+
+
+def test_runs_take_turns_in_blocks_after_warming_up_alone():
+    from tlprof import ProfileConfig, profile_model
+
+    from models import mlp
+
+    order = _StepOrder()
+    cfg = ProfileConfig(batch_size=2, input_shape=(8,), device="cpu", steps=4, warmup=1, freeze=1,
+                        runs=("full", "frozen"))
+    assert cfg.block_sizes() == [2, 2] and cfg.steps_per_run == 1 + 1 + 8 + 2
+    doc = profile_model(mlp(), cfg, listeners=[order])
+    runs_in_turn = [run for run, kind in order.steps]
+    block = [("warmup", 1), ("plain", 1), ("timed", 1), ("plain", 1), ("timed", 1)]
+    expected = ["full", "full", "frozen", "frozen"] + (["full"] * 5 + ["frozen"] * 5) * 2
+    assert runs_in_turn == expected
+    assert [k for _, k in order.steps[4:9]] == [k for k, _ in block]
+    assert all(len(r.step_ms.samples) == 4 and len(r.plain_step_ms.samples) == 4
+               for r in doc.runs.values())
+    single = ProfileConfig(batch_size=2, input_shape=(8,), device="cpu", steps=4, warmup=1)
+    assert single.block_sizes() == [4] and single.steps_per_run == 1 + 1 + 8
