@@ -596,10 +596,9 @@ def build_report(profile: RunDocument, options: ReportOptions | None = None) -> 
 
 
 def _source(profile: RunDocument) -> dict[str, Any]:
-    keys = ("arch", "model", "device", "device_name", "torch_version", "batch_size",
-            "input_shape", "precision", "optimizer", "steps", "warmup", "created")
+    """The run's settings (its meta, less the GPU's NVML record and what the caller added)."""
     meta = profile.meta.to_dict()
-    return {k: meta[k] for k in keys if meta.get(k) not in (None, [])}
+    return {k: v for k, v in meta.items() if k not in ("gpu", "user") and v not in (None, [])}
 
 
 def _warnings(profile: RunDocument) -> list[ReportWarning]:

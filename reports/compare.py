@@ -14,6 +14,7 @@ from rich.text import Text
 
 from tlprof.document import Run, RunDocument, finite
 from tlprof.reports.markdown import md_table
+from tlprof.reports.provenance import SAME_WORK, differences, settings
 from tlprof.reports.text import fmt_num, fmt_ratio
 
 SCHEMA = "tlprof.compare/1"
@@ -60,6 +61,9 @@ class Comparison:
     only_in_a: list[str] = field(default_factory=list)
     only_in_b: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    settings_a: list[tuple[str, str]] = field(default_factory=list)
+    settings_b: list[tuple[str, str]] = field(default_factory=list)
+    differences: list[tuple[str, str, str]] = field(default_factory=list)  # setting, in A, in B
 
     def to_dict(self) -> dict:
         return finite({
@@ -68,6 +72,8 @@ class Comparison:
                               "units": None if rc.units is None else [d.to_dict() for d in rc.units]}
                      for rc in self.runs},
             "only_in_a": self.only_in_a, "only_in_b": self.only_in_b, "notes": self.notes,
+            "settings": {"a": dict(self.settings_a), "b": dict(self.settings_b)},
+            "differences": [{"setting": n, "a": va, "b": vb} for n, va, vb in self.differences],
         })
 
 
@@ -106,9 +112,15 @@ def compare(a: RunDocument, b: RunDocument, label_a: str = "A", label_b: str = "
     for name in freeze_a.keys() & freeze_b.keys():
         if freeze_a[name] != freeze_b[name]:
             notes.append(f"{name} run: freeze {freeze_a[name]} in A, {freeze_b[name]} in B")
+    meta_a, meta_b = a.meta.to_dict(), b.meta.to_dict()
+    diff = differences(meta_a, meta_b)
+    work = [f"{n} {va} (A) vs {vb} (B)" for n, va, vb in diff if n in SAME_WORK]
+    if work:
+        notes.append("A and B measured different work: " + "; ".join(work))
     return Comparison(label_a, label_b, runs,
                       only_in_a=[n for n in a.runs if n not in b.runs],
-                      only_in_b=[n for n in b.runs if n not in a.runs], notes=sorted(notes))
+                      only_in_b=[n for n in b.runs if n not in a.runs], notes=sorted(notes),
+                      settings_a=settings(meta_a), settings_b=settings(meta_b), differences=diff)
 
 
 # -- renderers ------------------------------------------------------------------
@@ -122,8 +134,22 @@ def _legend(c: Comparison) -> str:
     return f"A = {c.label_a}, B = {c.label_b}; ms per step (medians); Δ = B − A"
 
 
+def _settings_rows(c: Comparison) -> list[list[str]]:
+    """Each setting of A and B; those that differ marked."""
+    a, b = dict(c.settings_a), dict(c.settings_b)
+    differ = {n for n, _, _ in c.differences}
+    names = list(dict.fromkeys([*a, *b]))
+    return [[n, a.get(n, "-"), b.get(n, "-"), "differs" if n in differ else ""] for n in names]
+
+
 def compare_view(c: Comparison) -> Group:
     parts: list = [Text(_legend(c), style="bold")]
+    settings_table = Table(title="settings", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("setting", "A", "B", ""):
+        settings_table.add_column(col)
+    for row in _settings_rows(c):
+        settings_table.add_row(*row, style="bold" if row[3] else None)
+    parts.append(settings_table)
     for rc in c.runs:
         t = Table(title=f"{rc.run} run", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         for col in ("", "A", "B", "Δ ms", "B/A"):
@@ -154,7 +180,7 @@ def _extra_notes(c: Comparison) -> list[str]:
 
 
 def compare_markdown(c: Comparison) -> str:
-    parts = [f"# Compare: {_legend(c)}"]
+    parts = [f"# Compare: {_legend(c)}", md_table(["setting", "A", "B", ""], _settings_rows(c))]
     for rc in c.runs:
         parts.append(f"## {rc.run} run")
         parts.append(md_table(["figure", "A", "B", "Δ ms", "B/A"],

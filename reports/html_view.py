@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from html import escape
 
 from tlprof.reports.builder import HOLDS, REFUTED, Report
+from tlprof.reports.provenance import settings
 from tlprof.reports.svg import report_plots
 from tlprof.reports.text import (
     ROW_TITLES,
@@ -101,6 +102,7 @@ def render_html(report: Report) -> str:
     plots = report_plots(report)
     body = [
         f"<h1>{escape(headline(report))}</h1>",
+        "<h2>Run settings</h2>", html_table(["setting", "value"], settings(report.source)),
         f"<h2>{escape(t['units'])}</h2>",
         _figure(plots["units_full"]),
         _figure(plots["units_frozen"]) if "units_frozen" in plots else "",

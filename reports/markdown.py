@@ -14,6 +14,7 @@ from tlprof.reports.text import (
     frozen_tables,
     headline,
     section_titles,
+    settings_line,
     uniformity_lines,
     unit_cells,
     unit_columns,
@@ -82,6 +83,7 @@ def render_markdown(report: Report) -> str:
     t = section_titles(report)
     parts = [
         f"# {headline(report)}",
+        settings_line(report),
         f"## {t['units']}", units_md(report),
         f"### {t['uniformity']}", md_table(["figure", "value"], uniformity_lines(report)),
         f"## {t['frozen']}", frozen_md(report),

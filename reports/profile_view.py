@@ -17,6 +17,7 @@ from rich.text import Text
 from tlprof.document import Run, RunDocument, UnitRun
 from tlprof.errors import TlprofError
 from tlprof.reports.builder import ReportOptions, build_report, frozen_summary
+from tlprof.reports.provenance import settings_text
 from tlprof.reports.rich_view import claims_section, cost_section, notes_section, warnings_section
 from tlprof.reports.text import fmt_bytes
 from tlprof.stats import Stats
@@ -115,12 +116,9 @@ def ratio_line(profile: RunDocument) -> Text | None:
 
 def header(profile: RunDocument) -> Text:
     m = profile.meta
-    shape = "×".join(str(d) for d in m.input_shape)
-    return Text(
-        f"tlprof {m.label} on {m.device} ({m.device_name}), batch {m.batch_size}, "
-        f"input {shape}, {m.precision}, {m.optimizer}, "
-        f"{m.steps} measured + {m.warmup} warm-up steps per run"
-    )
+    text = Text(f"tlprof {m.label}, {len(profile.units)} units, runs: {', '.join(profile.runs)}")
+    text.append("\nsettings: " + settings_text(m.to_dict()), style="dim")
+    return text
 
 
 def report_sections(profile: RunDocument) -> list[RenderableType]:

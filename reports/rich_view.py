@@ -17,6 +17,7 @@ from tlprof.reports.text import (
     frozen_tables,
     headline,
     section_titles,
+    settings_line,
     shown_ks,
     uniformity_lines,
     unit_cells,
@@ -134,6 +135,7 @@ def warnings_section(report: Report) -> RenderableType:
 def report_view(report: Report) -> Group:
     return Group(
         Text(headline(report), style="bold"),
+        Text(settings_line(report), style="dim"),
         units_section(report),
         uniformity_section(report),
         frozen_section(report),

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tlprof.reports.builder import CostModel, FrozenSummary, Report, UnitRow
+from tlprof.reports.provenance import settings_text
 
 ROW_TITLES = {
     "paper_uniform": "paper, uniform t̄",
@@ -66,6 +67,11 @@ def headline(report: Report) -> str:
     name = f" ({s['device_name']})" if s.get("device_name") else ""
     return (f"tlprof report: {what} on {device}{name}, batch {s.get('batch_size')}, input {shape}, "
             f"{s.get('precision')}, {report.n_units} units, N = {report.freeze} frozen")
+
+
+def settings_line(report: Report) -> str:
+    """Every setting of the run, for the line under the headline."""
+    return "settings: " + settings_text(report.source)
 
 
 def section_titles(report: Report) -> dict[str, str]:

@@ -164,3 +164,49 @@ def test_bad_options_give_one_error_line(capsys, tmp_path):
         rc, _, err = run_cli(capsys, *argv)
         assert rc == 2 and len(err.strip().splitlines()) == 1, (argv, err)
         assert err.startswith("tlprof: error: ")
+
+
+def test_headers_give_every_setting_and_compare_lists_what_differs(tmp_path, capsys):
+    from report_docs import hand_document
+
+    a, b = hand_document(), hand_document()
+    a["meta"].update(optimizer="sgd", channels_last=False, cpu_threads=1, torch_version="2.14.1",
+                     tlprof_version="0.1.0")
+    b["meta"].update(optimizer="adam", channels_last=True, cpu_threads=2, torch_version="2.14.1",
+                     tlprof_version="0.1.0")
+    paths = []
+    for name, doc in (("a", a), ("b", b)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(doc))
+    rc, out, _ = run_cli(capsys, "report", paths[1], "--format", "markdown")
+    for text in ("optimizer adam", "channels-last yes", "steps 3 measured + 1 warm-up", "threads 2",
+                 "torch 2.14.1", "tlprof 0.1.0", "batch 2", "input 3×8×8", "precision fp32"):
+        assert text in out, text
+    rc, out, _ = run_cli(capsys, "compare", *paths, "--format", "json")
+    found = {d["setting"]: (d["a"], d["b"]) for d in json.loads(out)["differences"]}
+    assert found == {"optimizer": ("sgd", "adam"), "channels-last": ("no", "yes"), "threads": ("1", "2")}
+    rc, out, _ = run_cli(capsys, "compare", *paths)
+    assert "optimizer sgd (A) vs adam (B)" in " ".join(out.split()) and "measured different work" in out
+
+
+def test_the_user_loop_header_has_no_empty_settings():
+    import torch
+    from rich.console import Console
+
+    from tlprof import Profiler
+    from tlprof.reports.profile_view import header
+
+    from models import planted_delays
+
+    model = planted_delays()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Profiler(model, example=torch.randn(1, 16), optimizer=opt, warmup=0) as prof:
+        for _ in range(3):
+            with prof.step():
+                opt.zero_grad()
+                model(torch.randn(4, 16)).sum().backward()
+                opt.step()
+    console = Console(width=200, record=True, color_system=None)
+    console.print(header(prof.document(meta={"model": "mine"})))
+    text = console.export_text()
+    assert "None" not in text and "input ," not in text and "model mine" in text

@@ -116,7 +116,7 @@ def test_html_is_self_contained_with_plots():
     assert parser.external == []  # nothing fetched: no scripts, links or images
     assert parser.tags.count("svg") == 4  # full and frozen bars, cumulative share, T(k)
     assert parser.tags.count("table") >= 6
-    assert html.count("<h2>") == 4
+    assert html.count("<h2>") == 5 and "<h2>Run settings</h2>" in html
     for svg in html.split("<svg")[1:]:
         ET.fromstring("<svg" + svg.split("</svg>")[0] + "</svg>")  # each plot is well-formed XML
     assert 'class="refuted"' in html
