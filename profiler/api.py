@@ -8,6 +8,7 @@ overhead ratio compares like with like.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -74,6 +75,7 @@ class Profiler:
         self._rewarm = 0  # dropped steps still owed before the schedule goes on
         self.samples: list[StepSample] = []
         self.plain_ms: list[float] = []
+        self.cpu_ms: list[float] = []  # the process's CPU time in each kept instrumented step
         self.timeline: list[tuple[Label, float]] = []  # marks of the last kept step, in ms
         self.saved: SavedBytes | None = None
         self.memory = Memory()
@@ -150,6 +152,7 @@ class Profiler:
 
     def _timed_step(self, keep: bool) -> Iterator[Profiler]:
         inst = self._instrumenter
+        cpu_start = time.process_time_ns()
         with inst.step() as result:
             self._timer = inst
             try:
@@ -157,6 +160,7 @@ class Profiler:
             finally:
                 self._timer = None
         if keep:
+            self.cpu_ms.append((time.process_time_ns() - cpu_start) / 1e6)
             self.samples.append(result.sample)
             self.timeline = result.times
 
@@ -201,7 +205,7 @@ class Profiler:
         run = Run(
             name=name, freeze=freeze, step_ms=Stats([s.step_ms for s in self.samples]),
             phases_ms={p: Stats([s.phases_ms[p] for s in self.samples]) for p in PHASES},
-            units=units, plain_step_ms=Stats(self.plain_ms or [float("nan")]),
+            units=units, plain_step_ms=Stats(self.plain_ms or [float("nan")]), cpu_ms=Stats(self.cpu_ms),
             memory=self.memory, timeline=timeline_spans(self.timeline, self.units),
         )
         unmarked = [u.name for u, r in zip(self.units, run.units) if u.trainable() and r.bwd_ms.median == 0]

@@ -65,6 +65,8 @@ class Meta:
     tlprof_version: str | None = None
     cuda_version: str | None = None
     cpu_threads: int | None = None
+    cpu_count: int | None = None  # the machine's
+    load_avg: dict[str, list[float]] = field(default_factory=dict)  # "start"/"end": 1, 5, 15 min
     batch_size: int | None = None
     input_shape: list[int] = field(default_factory=list)
     precision: str | None = None
@@ -363,6 +365,7 @@ class Run:
     phases_ms: dict[str, Stats]  # by phase name (marks.PHASES)
     units: list[UnitRun]
     plain_step_ms: Stats
+    cpu_ms: Stats = field(default_factory=Stats)  # process CPU time per instrumented step
     memory: Memory = field(default_factory=Memory)
     timeline: list[Span] = field(default_factory=list)  # the marks of the last measured step
     warnings: list[RunWarning] = field(default_factory=list)
@@ -405,6 +408,7 @@ class Run:
             "units": [u.to_dict() for u in self.units],
             "plain_step_ms": self.plain_step_ms.to_dict(),
             "overhead_ratio": self.overhead_ratio,
+            "cpu_ms": self.cpu_ms.to_dict(),
             "memory": memory,
             "timeline": [asdict(s) for s in self.timeline],
             "warnings": [asdict(w) for w in self.warnings],
@@ -421,6 +425,7 @@ class Run:
             phases_ms={k: Stats.from_dict(v) for k, v in d["phases_ms"].items()},
             units=[UnitRun.from_dict(u) for u in d["units"]],
             plain_step_ms=Stats.from_dict(d["plain_step_ms"]),
+            cpu_ms=Stats.from_dict(d.get("cpu_ms", {"samples": []})),
             memory=Memory.from_dict(d.get("memory", {})),
             timeline=[Span(**s) for s in d.get("timeline", [])],
             warnings=[RunWarning(**w) for w in d.get("warnings", [])],

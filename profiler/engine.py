@@ -11,6 +11,7 @@ profiling fails.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -82,9 +83,11 @@ def _profile_placed(
     check_freeze(cfg.freeze, len(units))
     set_precision_flags(cfg.precision, device)
     watch = DeviceWatch.start(device)  # NVML identity and state of a CUDA device, for meta
+    load_start = _load_avg()
     runs = guard_batch(cfg, lambda: _measure_runs(model, units, work, cfg, progress, listeners, extras))
+    load = {"load_avg": {"start": load_start, "end": _load_avg()}, "cpu_count": os.cpu_count()}
     return RunDocument(
-        meta=run_meta(cfg, device, work, {**(meta or {}), **watch.finish()}),
+        meta=run_meta(cfg, device, work, {**(meta or {}), **watch.finish(), **load}),
         units=unit_infos(units, cfg.freeze),
         runs=runs,
     )
@@ -142,6 +145,14 @@ def _counter(progress: Progress | None, name: str, total: int) -> Any:
         progress(name, count[0], total)
 
     return done
+
+
+def _load_avg() -> list[float]:
+    """The machine's load average (1, 5, 15 minutes): other work competing for its CPUs."""
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return []
 
 
 def unit_infos(units: Sequence[Unit], n_frozen: int) -> list[UnitInfo]:

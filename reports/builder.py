@@ -26,6 +26,7 @@ UNIFORM_MAX_CV = 0.25  # coefficient of variation of t_i
 UNIFORM_MAX_SPREAD = 2.0  # max t_i / min t_i
 RATIO_TOLERANCE = 0.25  # |measured / paper - 1| for the per-model cost and the 3-model example
 OVERHEAD_NOTE = 1.10  # instrumented / plain step above which a run's figures get a note
+MIN_CPU_SHARE = 0.85  # on a CPU device, CPU time / wall time below this: other work took the CPU
 
 # The paper's example (DESIGN.md §1): t = 1 h, L = 50, N = 45, k = 3.
 PAPER_L, PAPER_N, PAPER_K = 50, 45, 3
@@ -601,6 +602,27 @@ def _source(profile: RunDocument) -> dict[str, Any]:
     return {k: v for k, v in meta.items() if k not in ("gpu", "user") and v not in (None, [])}
 
 
+def _contention_notes(profile: RunDocument) -> list[str]:
+    """Whether other work took CPU from the run: the machine's load, and on a CPU device each
+    run's CPU time against its wall time."""
+    m, notes = profile.meta, []
+    cores = m.cpu_count or 0
+    loads = [(when, m.load_avg[when][0]) for when in ("start", "end") if m.load_avg.get(when)]
+    own = m.cpu_threads or 1 if str(m.device or "").startswith("cpu") else 1
+    if cores and any(load > cores for _, load in loads):
+        said = ", ".join(f"{load:.1f} at the {when}" for when, load in loads)
+        notes.append(f"the machine was busy: load average {said} on {cores} cores (this profile "
+                     f"uses {own}); other work competed for the CPU, so times may be long and noisy")
+    if not str(m.device or "").startswith("cpu"):
+        return notes
+    for name, run in profile.runs.items():
+        share = run.cpu_ms.median / run.step_ms.median if run.cpu_ms.samples and run.step_ms.median else None
+        if share is not None and share < MIN_CPU_SHARE:
+            notes.append(f"{name} run: the process had the CPU for only {share:.0%} of its step time "
+                         "(process CPU time / wall time); other processes took the rest")
+    return notes
+
+
 def _warnings(profile: RunDocument) -> list[ReportWarning]:
     return [ReportWarning(name, w.part, w.text) for name, w in profile.warnings()]
 
@@ -616,6 +638,7 @@ def _notes(profile: RunDocument, full: Run, frozen: Run | None) -> list[str]:
             notes.append(f"{name} run: instrumented/plain step = {run.overhead_ratio:.2f}, so its "
                          f"figures carry the profiler's hooks (plain step "
                          f"{run.plain_step_ms.median:.3g} ms vs {run.step_ms.median:.3g} ms)")
+    notes += _contention_notes(profile)
     if frozen is None:
         notes.append("no frozen run: the measured cost-model row and claim 2 need --freeze N")
     if str(profile.meta.device or "").startswith("cpu"):

@@ -222,3 +222,23 @@ def test_real_cached_run_trains_only_the_tail(tiny_run):
     assert all(u.bwd_ms.median > 0 for u in cached.units[3:])
     assert cached.cache.replayed_calls >= 1
     assert cached.cache.recaptured_steps == 0
+
+
+def test_a_busy_machine_is_noted():
+    doc = hand_document()
+    doc["meta"].update(cpu_count=2, cpu_threads=1, load_avg={"start": [3.5, 2.0, 1.0], "end": [1.0, 1, 1]})
+    notes = build_report(RunDocument.from_dict(doc)).notes
+    assert any("load average 3.5 at the start, 1.0 at the end on 2 cores" in n for n in notes)
+    doc["meta"]["load_avg"] = {"start": [0.5, 0.5, 0.5], "end": [1.2, 1, 1]}
+    assert not any("busy" in n for n in build_report(RunDocument.from_dict(doc)).notes)
+
+
+def test_wall_time_without_cpu_time_is_noted():
+    """Unit 1 sleeps 20 ms a step: the process holds the CPU for a fraction of the step."""
+    from report_models import slow_stem
+
+    cfg = ProfileConfig(batch_size=2, input_shape=(16,), device="cpu", steps=2, warmup=1)
+    doc = profile_model(slow_stem(0.02), cfg)
+    run = doc.runs["full"]
+    assert len(run.cpu_ms.samples) == 2 and run.cpu_ms.median < 0.85 * run.step_ms.median
+    assert any(n.startswith("full run: the process had the CPU for only") for n in build_report(doc).notes)
