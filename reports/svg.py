@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from html import escape
 
 from tlprof.reports.builder import Report
+from tlprof.reports.text import ROW_TITLES
 
 WIDTH, HEIGHT = 960, 300
 MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 60, 300, 30, 40
@@ -40,11 +41,13 @@ def _fmt_tick(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
-def _frame(title: str, y_label: str, y_max: float, x_label: str) -> list[str]:
+def _frame(title: str, y_label: str, y_max: float, x_label: str, below: int = 0) -> list[str]:
+    """Axes, grid and titles; ``below`` px more under the plot for x labels."""
     plot_w, plot_h = WIDTH - MARGIN_L - MARGIN_R, HEIGHT - MARGIN_T - MARGIN_B
+    height = HEIGHT + below
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="11">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="11">',
         f"<title>{escape(title)}</title>",
         f'<text x="{MARGIN_L}" y="18" font-size="13" font-weight="bold">{escape(title)}</text>',
     ]
@@ -56,7 +59,7 @@ def _frame(title: str, y_label: str, y_max: float, x_label: str) -> list[str]:
         out.append(f'<text x="{MARGIN_L - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt_tick(v)}</text>')
     out.append(f'<text x="14" y="{MARGIN_T + plot_h / 2:.0f}" text-anchor="middle" '
                f'transform="rotate(-90 14 {MARGIN_T + plot_h / 2:.0f})">{escape(y_label)}</text>')
-    out.append(f'<text x="{MARGIN_L + plot_w / 2:.0f}" y="{HEIGHT - 6}" text-anchor="middle">'
+    out.append(f'<text x="{MARGIN_L + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle">'
                f"{escape(x_label)}</text>")
     return out
 
@@ -73,14 +76,26 @@ def _legend(series: Sequence[Series]) -> list[str]:
     return out
 
 
+LABEL_ROOM = 150  # px under a bar chart for its rotated bar labels
+
+
+def stacked_totals(stacks: Sequence[Series]) -> list[float]:
+    return [sum(max(s.values[i], 0.0) for s in stacks) for i in range(len(stacks[0].values))]
+
+
 def stacked_bars(title: str, labels: Sequence[str], stacks: Sequence[Series], y_label: str,
-                 x_label: str = "unit") -> str:
-    """One bar per label, the series stacked bottom to top."""
-    totals = [sum(s.values[i] for s in stacks) for i in range(len(labels))]
-    y_max = nice_max(max(totals, default=0.0))
+                 x_label: str = "unit", y_max: float | None = None) -> str:
+    """One bar per label, the series stacked bottom to top, each bar labelled under the axis.
+    Pass ``y_max`` to share one scale between charts that are compared."""
+    y_max = y_max or nice_max(max(stacked_totals(stacks), default=0.0))
     plot_w, plot_h = WIDTH - MARGIN_L - MARGIN_R, HEIGHT - MARGIN_T - MARGIN_B
     step = plot_w / max(len(labels), 1)
-    out = _frame(title, y_label, y_max, x_label)
+    out = _frame(title, y_label, y_max, x_label, below=LABEL_ROOM)
+    size = max(6, min(11, int(step * 0.9)))
+    for i, label in enumerate(labels):
+        cx, cy = MARGIN_L + (i + 0.5) * step, MARGIN_T + plot_h + 6
+        out.append(f'<text x="{cx:.1f}" y="{cy:.1f}" font-size="{size}" text-anchor="end" '
+                   f'transform="rotate(-60 {cx:.1f} {cy:.1f})">{escape(label)}</text>')
     for i, label in enumerate(labels):
         base = 0.0
         x = MARGIN_L + i * step + step * 0.1
@@ -129,7 +144,7 @@ def line_chart(title: str, xs: Sequence[float], series: Sequence[Series], y_labe
 # -- the report's plots -----------------------------------------------------------
 
 
-def unit_bars(report: Report, run: str) -> str | None:
+def _unit_stacks(report: Report, run: str) -> list[Series] | None:
     rows = report.units
     if run == "full":
         fwd, bwd = [r.fwd_ms for r in rows], [r.bwd_ms for r in rows]
@@ -138,10 +153,19 @@ def unit_bars(report: Report, run: str) -> str | None:
         bwd = [r.frozen_bwd_ms or 0.0 for r in rows]
     else:
         return None
-    labels = [f"{r.first} {r.name}" for r in rows]
-    return stacked_bars(f"Per unit, {run} run (median ms per step)", labels,
-                        [Series("forward", fwd, PALETTE[0]), Series("backward", bwd, PALETTE[2])],
-                        "ms", "unit (execution order)")
+    return [Series("forward", fwd, PALETTE[0]), Series("backward", bwd, PALETTE[2])]
+
+
+def unit_bars(report: Report, run: str) -> str | None:
+    """Forward and backward per unit; the full and frozen charts share one y scale."""
+    stacks = _unit_stacks(report, run)
+    if stacks is None:
+        return None
+    both = [s for r in ("full", "frozen") if (s := _unit_stacks(report, r))]
+    y_max = nice_max(max(t for s in both for t in stacked_totals(s)))
+    labels = [f"{r.first} {r.name}" for r in report.units]
+    return stacked_bars(f"Per unit, {run} run (median ms per step; same scale as the other run)",
+                        labels, stacks, "ms", "unit (execution order)", y_max=y_max)
 
 
 def cumulative_share(report: Report) -> str:
@@ -167,9 +191,10 @@ def cost_curves(report: Report) -> str:
     classics: dict[tuple[float, ...], list[str]] = {}
     transfers = []
     for i, (name, row) in enumerate(cm.rows.items()):
-        classics.setdefault(tuple(row.classic), []).append(name)
-        transfers.append(Series(f"{name}: transfer", row.transfer, PALETTE[i % len(PALETTE)]))
-    series = [Series(f"{', '.join(names)}: classic", list(values), "#555" if i == 0 else "#aaa",
+        classics.setdefault(tuple(row.classic), []).append(ROW_TITLES.get(name, name))
+        transfers.append(Series(f"{ROW_TITLES.get(name, name)}: with transfer", row.transfer,
+                                PALETTE[i % len(PALETTE)]))
+    series = [Series(f"{' = '.join(names)}: from scratch", list(values), "#555" if i == 0 else "#aaa",
                      dashed=True) for i, (values, names) in enumerate(classics.items())]
     return line_chart(f"T(k) of every row ({cm.unit})", [float(k) for k in cm.k],
                       series + transfers, cm.unit, "k models")
