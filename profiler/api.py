@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .clock import Clock, clock_for
+from .diagnose import GradientWatch, annotate_run
 from .errors import TlprofError
 from .instrument import Instrumenter, MarkListener, PlainTimer, StepInfo
 from .marks import StepSample
@@ -61,6 +62,7 @@ class Profiler:
         self.plain_ms: list[float] = []
         self.timeline: list[tuple[tuple, float]] = []  # marks of the last kept step, in ms
         self.saved: SavedBytes | None = None
+        self.grads: GradientWatch | None = None  # which parameters the memory step's gradient reached
         self.memory: dict[str, Any] = {}
 
     # -- context -------------------------------------------------------------
@@ -147,7 +149,8 @@ class Profiler:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             start_bytes = torch.cuda.memory_allocated(self.device)
-        with inst.installed(), saved.recording():
+        self.grads = GradientWatch(list(self.model.parameters()))
+        with inst.installed(), saved.recording(), self.grads.recording():
             self._timer = inst
             try:
                 inst.begin_step()
@@ -192,13 +195,7 @@ class Profiler:
                 record.param_bytes = unit.param_bytes
         run.memory = dict(self.memory)
         run.extra["timeline"] = timeline_spans(self.timeline, self.units)
-        unmarked = [u.name for u, r in zip(self.units, run.units) if u.trainable() and r.bwd_ms.median == 0]
-        if unmarked:
-            run.extra["warnings"] = [
-                f"{mode}: no backward mark for trainable unit(s) {', '.join(unmarked)}: their output "
-                "only feeds a merge (concat, sum) of branches, so their backward time is charged to "
-                "the unit whose backward was running"
-            ]
+        annotate_run(run, self.units, self.grads, self.saved, mode)
         for key in ("param_bytes", "grad_bytes", "optimizer_state_bytes", "saved_bytes"):
             run.memory[f"{key}_units_total"] = sum(getattr(u, key) for u in run.units)
         return run

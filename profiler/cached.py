@@ -218,7 +218,7 @@ def time_features(model: nn.Module, boundary: nn.Module, work: Workload, clock: 
             start = clock.stamp()
             try:
                 with torch.no_grad(), work.autocast():
-                    model(work.x)
+                    work.forward(model)
             except _Boundary:
                 pass
             clock.sync()
@@ -264,7 +264,7 @@ def run_cached_regime(
 
     def feature_forward() -> Any:
         with torch.no_grad(), work.autocast():
-            return model(work.x)
+            return work.forward(model)
 
     cache = FeatureCache(model, boundary, feature_forward).capture()
     ctx = CachedRunContext(**{**vars(base), "forward_phase": REPLAY_PHASE}, cache=cache)

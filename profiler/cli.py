@@ -21,6 +21,7 @@ from .models import build_arch, load_factory
 from .runner import ProfileConfig, check_freeze, profile_model, resolve_device
 from .session import Profile
 from .units import find_units, freeze
+from .workload import INPUT_DTYPES, LOSSES, ModelSpec, as_spec, eager, make_batch
 
 CPU_DEFAULTS = {"batch_size": 2, "steps": 10, "warmup": 2}
 CUDA_DEFAULTS = {"batch_size": 64, "steps": 20, "warmup": 5}
@@ -34,11 +35,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--arch", help="a torchvision classification model, e.g. resnet50")
     src.add_argument("--model", metavar="SPEC",
-                     help="MODULE:CALLABLE or path/to/file.py:CALLABLE returning an nn.Module")
+                     help="MODULE:CALLABLE or path/to/file.py:CALLABLE returning an nn.Module or a "
+                          "tlprof.ModelSpec (model, inputs, loss); MODULE is found from the current folder")
     p.add_argument("--input-shape", metavar="DIMS",
                    help="one sample's shape, e.g. 3,224,224 or 32 (default 3×S×S)")
     p.add_argument("--image-size", type=int, default=224, metavar="S", help="default 224")
     p.add_argument("--num-classes", type=int, metavar="N", help="default: from the model's output")
+    p.add_argument("--input-dtype", choices=INPUT_DTYPES, metavar="DTYPE",
+                   help="dtype of the synthetic input, e.g. int64 for token ids (default float32)")
+    p.add_argument("--input-max", type=int, metavar="N",
+                   help="integer inputs are drawn from 0..N-1 (default: the smallest embedding table)")
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
@@ -51,6 +57,10 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
     p.add_argument("--steps", type=int, metavar="N", help="measured steps per run (default 10 CPU, 20 CUDA)")
     p.add_argument("--warmup", type=int, metavar="N", help="dropped steps per run (default 2 CPU, 5 CUDA)")
+    p.add_argument("--output", metavar="INDEX|KEY",
+                   help="the output the loss uses, when the model returns several")
+    p.add_argument("--loss", choices=list(LOSSES),
+                   help="ce, mse or sum (default: ce for a (B, C) output, else mse)")
     p.add_argument("--frozen-bn", choices=["eval", "train"], default="eval",
                    help="BatchNorm of frozen units (default eval)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no report")
@@ -86,19 +96,19 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 @dataclass
-class ModelSpec:
-    model: nn.Module
+class ModelArgs:
+    model: nn.Module | ModelSpec  # a factory's ModelSpec brings its inputs and loss
     description: dict
     input_shape: tuple[int, ...]
 
 
-def model_from_args(args: argparse.Namespace) -> ModelSpec:
+def model_from_args(args: argparse.Namespace) -> ModelArgs:
     if args.image_size < 1:
         raise TlprofError(f"--image-size must be positive, got {args.image_size}")
     shape = parse_shape(args.input_shape) if args.input_shape else (3, args.image_size, args.image_size)
     if args.arch:
-        return ModelSpec(build_arch(args.arch, args.num_classes), {"arch": args.arch}, shape)
-    return ModelSpec(load_factory(args.model), {"model": args.model}, shape)
+        return ModelArgs(build_arch(args.arch, args.num_classes), {"arch": args.arch}, shape)
+    return ModelArgs(load_factory(args.model), {"model": args.model}, shape)
 
 
 def config_from_args(args: argparse.Namespace, shape: tuple[int, ...]) -> tuple[ProfileConfig, list[str]]:
@@ -114,7 +124,8 @@ def config_from_args(args: argparse.Namespace, shape: tuple[int, ...]) -> tuple[
         input_shape=shape, device=str(device), precision=args.precision,
         channels_last=args.channels_last, optimizer=args.optimizer, freeze=args.freeze,
         modes=MODE_SETS.get(mode, (mode,)), frozen_bn=args.frozen_bn,
-        num_classes=args.num_classes if args.model else None, **chosen,
+        num_classes=args.num_classes if args.model else None, input_dtype=args.input_dtype,
+        input_max=args.input_max, output=args.output, loss=args.loss, **chosen,
     )
     return cfg, notes
 
@@ -182,16 +193,20 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_layers(args: argparse.Namespace, console: Console) -> int:
     spec = model_from_args(args)
-    example = torch.randn(1, *spec.input_shape)
-    try:
-        units = find_units(spec.model, example)
-    except TlprofError:
-        raise
-    except Exception as exc:
-        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TlprofError(f"the model rejects input shape {spec.input_shape}: {msg}") from exc
+    target = as_spec(spec.model)
+    cfg = ProfileConfig(batch_size=1, input_shape=spec.input_shape, input_dtype=args.input_dtype,
+                        input_max=args.input_max)
+    example = make_batch(target, cfg, torch.device("cpu"), rows=1)
+    with eager(target.model):
+        try:
+            units = find_units(target.model, example)
+        except TlprofError:
+            raise
+        except Exception as exc:
+            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TlprofError(f"the model rejects input shape {spec.input_shape}: {msg}") from exc
     check_freeze(args.freeze, len(units))
-    freeze(spec.model, units, args.freeze)
+    freeze(target.model, units, args.freeze)
     table = Table(title=f"{len(units)} units of {args.arch or args.model}")
     for col in ("#", "unit", "stage", "block", "params", "trainable"):
         table.add_column(col, justify="right" if col in ("#", "params") else "left", no_wrap=True)

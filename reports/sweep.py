@@ -15,7 +15,6 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich import box
 from rich.console import Group
 from rich.table import Table
@@ -31,6 +30,7 @@ from tlprof.reports.text import fmt_bytes, fmt_num, fmt_ratio
 from tlprof.runner import ProfileConfig, check_freeze, profile_model
 from tlprof.session import Profile, Run, RunDocumentError, finite
 from tlprof.units import find_units
+from tlprof.workload import ModelSpec, as_spec, eager, make_batch
 
 SCHEMA = "tlprof.sweep/1"
 REPORT_SCHEMA = "tlprof.sweep-report/1"
@@ -90,14 +90,16 @@ def parse_depths(text: str) -> list[int]:
     return depths
 
 
-def _check_depths(model: nn.Module, cfg: ProfileConfig, depths: Sequence[int]) -> None:
+def _check_depths(model: nn.Module | ModelSpec, cfg: ProfileConfig, depths: Sequence[int]) -> None:
     """Refuse a depth the model cannot take before the first run, not after it."""
-    device = next(model.parameters()).device
-    n_units = len(find_units(model, torch.randn(1, *cfg.input_shape, device=device)))
+    spec = as_spec(model)
+    device = next(spec.model.parameters()).device
+    with eager(spec.model):
+        n_units = len(find_units(spec.model, make_batch(spec, cfg, device, rows=1)))
     check_freeze(max(depths), n_units)
 
 
-def run_sweep(model: nn.Module, cfg: ProfileConfig, depths: Sequence[int], modes: Sequence[str],
+def run_sweep(model: nn.Module | ModelSpec, cfg: ProfileConfig, depths: Sequence[int], modes: Sequence[str],
               meta: dict[str, Any] | None = None, progress: Progress | None = None) -> Sweep:
     """One full run, then ``modes`` at every depth N ≥ 1 (depth 0 is the full run itself)."""
 
