@@ -8,9 +8,10 @@ from .runner import ProfileConfig, profile_model
 from .session import Profile, Run, UnitRun
 from .stats import Stats
 from .units import Unit, find_units, freeze
+from .workload import ModelSpec
 
 __all__ = [
-    "Profile", "ProfileConfig", "Profiler", "Run", "Stats", "TlprofError", "Unit", "UnitRun",
+    "ModelSpec", "Profile", "ProfileConfig", "Profiler", "Run", "Stats", "TlprofError", "Unit", "UnitRun",
     "find_units", "freeze", "profile_model",
 ]
 __version__ = "0.1.0"

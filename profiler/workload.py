@@ -218,7 +218,7 @@ def select_output(output: Any, key: str | None) -> torch.Tensor:
     if key is None:
         if len(entries) == 1:
             return entries[0][1]
-        listed = ", ".join(f"{k} {tuple(v.shape)}" for k, v in entries)
+        listed = ", ".join(f"{k}: {_shape_text(v)}" for k, v in entries)
         raise TlprofError(f"the model returns {len(entries)} outputs ({listed}); "
                           "choose the one the loss uses with --output INDEX|KEY")
     if isinstance(output, torch.Tensor):
@@ -231,6 +231,10 @@ def select_output(output: Any, key: str | None) -> torch.Tensor:
         if k == key:
             return v
     raise TlprofError(f"--output {key}: the model's outputs are {', '.join(k for k, _ in entries)}")
+
+
+def _shape_text(t: torch.Tensor) -> str:
+    return "×".join(["B", *map(str, t.shape[1:])])
 
 
 def probe_output(model: nn.Module, batch: Batch) -> Any:
