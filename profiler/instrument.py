@@ -95,6 +95,7 @@ class Instrumenter:
         self._hooked: dict[int, torch.Tensor] = {}  # held so ids stay unique
         self._grad_hooks: dict[tuple[Label, bool], Any] = {}
         self._made: dict[int, Label] = {}  # id of a unit's weight module output -> its unit
+        self._made_fn: dict[Any, Label] = {}  # autograd node of such an output -> its unit
         self._alive: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
         self._end_queued = False
 
@@ -130,14 +131,40 @@ class Instrumenter:
             if out is not None:
                 self._made[id(out)] = label
                 self._alive[id(out)] = out
+                if out.grad_fn is not None:
+                    self._made_fn[out.grad_fn] = label
 
         return hook
 
     def _producer(self, tensor: torch.Tensor | None) -> Label:
-        """The unit that made ``tensor`` if a unit's weight module returned it, else what runs."""
-        if tensor is not None and self._alive.get(id(tensor)) is tensor:
+        """The unit that made ``tensor``: the one whose weight module returned it, else the latest
+        unit upstream of it in the autograd graph (not a side branch that ran since, such as an
+        auxiliary head), else what runs."""
+        if tensor is None:
+            return self.current
+        if self._alive.get(id(tensor)) is tensor:
             return self._made[id(tensor)]
-        return self.current
+        if tensor.grad_fn is None or not self._made_fn:
+            return self.current
+        return self._upstream_unit(tensor.grad_fn) or self.current
+
+    def _upstream_unit(self, start: Any, budget: int = 256) -> Label | None:
+        best: Label | None = None
+        stack, seen = [start], {start}
+        while stack and budget:
+            node = stack.pop()
+            budget -= 1
+            label = self._made_fn.get(node)
+            if label is not None:
+                if label == self.current:
+                    return label
+                best = label if best is None or label[1] > best[1] else best
+                continue
+            for nxt, _ in node.next_functions:
+                if nxt is not None and nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return best
 
     def _hook_gradient(self, tensor: torch.Tensor | None, producer: Label) -> None:
         """When the gradient of ``tensor`` is ready, the backward of its producer begins."""
@@ -198,6 +225,7 @@ class Instrumenter:
         self.marks = []
         self._hooked = {}
         self._made = {}
+        self._made_fn = {}
         self._end_queued = False
         self.active = True
         self.mark(OTHER)
@@ -210,6 +238,7 @@ class Instrumenter:
         self.active = False
         self._hooked = {}
         self._made = {}
+        self._made_fn = {}
         self._alive = weakref.WeakValueDictionary()
         self.clock.sync()
         first = self.marks[0][1]

@@ -150,7 +150,8 @@ def features_and_logits() -> nn.Module:
 
 
 class AuxHead(nn.Module):
-    """GoogLeNet-like: an auxiliary classifier in training; the main loss ignores it."""
+    """GoogLeNet-like: an auxiliary classifier in training, run between the trunk's units; the main
+    loss ignores it."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -161,7 +162,7 @@ class AuxHead(nn.Module):
 
     def forward(self, x: torch.Tensor):
         h = torch.relu(self.stem(x))
-        aux = self.aux(h) if self.training else None
+        aux = self.aux(torch.tanh(h)) if self.training else None  # as GoogLeNet's pools first
         logits = self.fc(torch.relu(self.body(h)))
         return (logits, aux) if self.training else logits
 
