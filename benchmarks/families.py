@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from tlprof import ProfileConfig, find_units, profile_model  # noqa: E402
 from tlprof.models import build_arch  # noqa: E402
-from tlprof.workload import ModelSpec, make_batch  # noqa: E402
+from tlprof.workload import EXAMPLE_ROWS, ModelSpec, make_batch  # noqa: E402
 
 
 @dataclass
@@ -87,7 +87,8 @@ def row(case: Case, device: str) -> dict:
     model = _model(case)
     base = ProfileConfig(batch_size=case.batch, input_shape=_shape(case), device=device, steps=2,
                          warmup=1, **case.options)
-    n_units = len(find_units(model, make_batch(ModelSpec(model), base, torch.device("cpu"), rows=1)))
+    example = make_batch(ModelSpec(model), base, torch.device("cpu"), rows=EXAMPLE_ROWS)
+    n_units = len(find_units(model, example))
     n_frozen = max(1, round(0.9 * n_units))
     cfg = ProfileConfig(**{**base.__dict__, "freeze": n_frozen, "modes": ("full", "frozen")})
     start = time.perf_counter()

@@ -21,7 +21,7 @@ from .models import build_arch, load_factory
 from .runner import ProfileConfig, check_freeze, profile_model, resolve_device
 from .session import Profile
 from .units import find_units, freeze
-from .workload import INPUT_DTYPES, LOSSES, ModelSpec, as_spec, eager, make_batch
+from .workload import EXAMPLE_ROWS, INPUT_DTYPES, LOSSES, ModelSpec, as_spec, eager, make_batch
 
 CPU_DEFAULTS = {"batch_size": 2, "steps": 10, "warmup": 2}
 CUDA_DEFAULTS = {"batch_size": 64, "steps": 20, "warmup": 5}
@@ -196,7 +196,7 @@ def cmd_layers(args: argparse.Namespace, console: Console) -> int:
     target = as_spec(spec.model)
     cfg = ProfileConfig(batch_size=1, input_shape=spec.input_shape, input_dtype=args.input_dtype,
                         input_max=args.input_max)
-    example = make_batch(target, cfg, torch.device("cpu"), rows=1)
+    example = make_batch(target, cfg, torch.device("cpu"), rows=EXAMPLE_ROWS)
     with eager(target.model):
         try:
             units = find_units(target.model, example)

@@ -70,9 +70,14 @@ class Convention:
     stage_block: Callable[[str], tuple[str, str]]
 
 
+def _counts_all_but(shortcut: str) -> Callable[[str, nn.Module], bool]:
+    return lambda name, m: has_own_weight(m) and f".{shortcut}." not in f".{name}."
+
+
+SHORTCUTS = {"resnet": "downsample", "regnet": "proj"}  # projection shortcuts: owned, not counted
 RESNET = Convention(
     family="resnet",
-    counts=lambda name, m: has_own_weight(m) and ".downsample." not in f".{name}.",
+    counts=_counts_all_but("downsample"),
     stage_block=resnet_stage_block,
 )
 GENERIC = Convention(
@@ -84,7 +89,8 @@ GENERIC = Convention(
 
 def convention_for(model: nn.Module) -> Convention:
     family, stage_block = rollup_for(model)
-    counts = RESNET.counts if family == "resnet" else GENERIC.counts
+    shortcut = SHORTCUTS.get(family)
+    counts = _counts_all_but(shortcut) if shortcut else GENERIC.counts
     return Convention(family, counts, stage_block)
 
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 Batch = tuple[torch.Tensor, ...]
 LossFn = Callable[[Any, Batch], torch.Tensor]
 LOSSES = ("ce", "mse", "sum")
+EXAMPLE_ROWS = 2  # rows of the batch that discovery runs: BatchNorm in training mode needs two
 INPUT_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8",
                 "uint8", "bool")
 
@@ -281,8 +282,8 @@ class Workload:
         return self.inputs[0]
 
     def example(self) -> Batch:
-        """One sample of the batch, for finding units."""
-        return tuple(t[:1] for t in self.inputs)
+        """Two samples of the batch (BatchNorm in training mode needs two), for finding units."""
+        return tuple(t[:EXAMPLE_ROWS] for t in self.inputs)
 
     def forward(self, model: nn.Module) -> Any:
         return model(*self.inputs)
@@ -306,7 +307,7 @@ def make_workload(model: nn.Module | ModelSpec, cfg: ProfileConfig, device: torc
     if spec.loss is not None:
         user_loss = spec.loss
         return Workload(batch, lambda output: user_loss(output, batch), device, cfg.precision)
-    probe = probe_output(spec.model, tuple(t[:2] for t in batch))
+    probe = probe_output(spec.model, tuple(t[:EXAMPLE_ROWS] for t in batch))
     out = select_output(probe, cfg.output)
     name = cfg.loss or ("ce" if out.dim() == 2 and out.is_floating_point() else "mse")
     pick = lambda output: select_output(output, cfg.output)  # noqa: E731

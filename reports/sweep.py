@@ -30,7 +30,7 @@ from tlprof.reports.text import fmt_bytes, fmt_num, fmt_ratio
 from tlprof.runner import ProfileConfig, check_freeze, profile_model
 from tlprof.session import Profile, Run, RunDocumentError, finite
 from tlprof.units import find_units
-from tlprof.workload import ModelSpec, as_spec, eager, make_batch
+from tlprof.workload import EXAMPLE_ROWS, ModelSpec, as_spec, eager, make_batch
 
 SCHEMA = "tlprof.sweep/1"
 REPORT_SCHEMA = "tlprof.sweep-report/1"
@@ -95,7 +95,7 @@ def _check_depths(model: nn.Module | ModelSpec, cfg: ProfileConfig, depths: Sequ
     spec = as_spec(model)
     device = next(spec.model.parameters()).device
     with eager(spec.model):
-        n_units = len(find_units(spec.model, make_batch(spec, cfg, device, rows=1)))
+        n_units = len(find_units(spec.model, make_batch(spec, cfg, device, rows=EXAMPLE_ROWS)))
     check_freeze(max(depths), n_units)
 
 

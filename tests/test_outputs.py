@@ -135,3 +135,24 @@ def test_a_factory_returning_a_mapping_through_the_cli(tmp_path):
 def test_a_bad_spec_is_one_clear_error():
     with pytest.raises(TlprofError, match="'model'"):
         profile_model({"net": two_heads()}, ProfileConfig(device="cpu"))
+
+
+class _AuxWithNorm(torch.nn.Module):
+    """An auxiliary head with BatchNorm runs only in training, where one sample is refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Linear(8, 8)
+        self.aux = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.BatchNorm1d(4))
+        self.fc = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor):
+        h = self.stem(x)
+        return (self.fc(h), self.aux(h)) if self.training else self.fc(h)
+
+
+def test_discovery_runs_in_training_mode_so_an_auxiliary_head_with_batchnorm_is_a_unit():
+    prof = profile_model(_AuxWithNorm(), ProfileConfig(batch_size=4, input_shape=(8,), device="cpu",
+                                                       steps=1, warmup=0, output="0"))
+    assert [u["name"] for u in prof.units] == ["stem", "fc", "aux.0"]
+    assert "aux.0 are not in the loss" in prof.runs["full"].extra["warnings"][0]
