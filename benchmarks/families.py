@@ -85,7 +85,7 @@ def _short(names: str, keep: int = 2) -> str:
 
 def row(case: Case, device: str) -> dict:
     model = _model(case)
-    base = ProfileConfig(batch_size=case.batch, input_shape=_shape(case), device=device, steps=2,
+    base = ProfileConfig(batch_size=case.batch, input_shape=_shape(case), device=device, steps=3,
                          warmup=1, **case.options)
     example = make_batch(ModelSpec(model), base, torch.device("cpu"), rows=EXAMPLE_ROWS)
     n_units = len(find_units(model, example))
