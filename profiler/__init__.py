@@ -28,10 +28,11 @@ _PUBLIC = {
     "Meta": "document",
     "Sweep": "document",
     "RunDocumentError": "document",
+    "ModelSpec": "workload",
 }
 __all__ = [
-    "Label", "Meta", "ProfileConfig", "Profiler", "Run", "RunDocument", "RunDocumentError", "Stats",
-    "Sweep", "TlprofError", "Unit", "UnitInfo", "UnitRun", "find_units", "freeze", "profile_model",
+    "Label", "Meta", "ModelSpec", "ProfileConfig", "Profiler", "Run", "RunDocument", "RunDocumentError",
+    "Stats", "Sweep", "TlprofError", "Unit", "UnitInfo", "UnitRun", "find_units", "freeze", "profile_model",
 ]
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from .runner import ProfileConfig
     from .stats import Stats
     from .units import Unit, find_units, freeze
+    from .workload import ModelSpec
 
 
 def __getattr__(name: str) -> Any:

@@ -19,6 +19,7 @@ from torch import nn
 from . import __version__
 from .clock import Clock, clock_for
 from .defaults import defaults_for
+from .diagnose import GradientWatch, annotate_run
 from .document import (
     AllocatorReadings,
     MarkAllocation,
@@ -78,6 +79,7 @@ class Profiler:
         self.cpu_ms: list[float] = []  # the process's CPU time in each kept instrumented step
         self.timeline: list[tuple[Label, float]] = []  # marks of the last kept step, in ms
         self.saved: SavedBytes | None = None
+        self.grads: GradientWatch | None = None  # which parameters the memory step's gradient reached
         self.memory = Memory()
 
     # -- context -------------------------------------------------------------
@@ -172,7 +174,8 @@ class Profiler:
         saved = SavedBytes(lambda: inst.current, resident)
         if trace:
             trace.start()
-        with saved.recording(), inst.step():
+        self.grads = GradientWatch(list(self.model.parameters()))
+        with saved.recording(), self.grads.recording(), inst.step():
             self._timer = inst
             try:
                 yield self
@@ -208,12 +211,7 @@ class Profiler:
             units=units, plain_step_ms=Stats(self.plain_ms or [float("nan")]), cpu_ms=Stats(self.cpu_ms),
             memory=self.memory, timeline=timeline_spans(self.timeline, self.units),
         )
-        unmarked = [u.name for u, r in zip(self.units, run.units) if u.trainable() and r.bwd_ms.median == 0]
-        if unmarked:
-            run.warn("marks",
-                     f"no backward mark for trainable unit(s) {', '.join(unmarked)}: their output "
-                     "only feeds a merge (concat, sum) of branches, so their backward time is charged to "
-                     "the unit whose backward was running")
+        annotate_run(run, self.units, self.grads, self.saved)
         return run
 
     def _unit_run(self, i: int, unit: Unit, saved_bytes: int) -> UnitRun:

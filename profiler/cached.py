@@ -210,7 +210,7 @@ def time_features(model: nn.Module, boundary: nn.Module, work: Workload, clock: 
             start = clock.stamp()
             try:
                 with torch.no_grad(), work.autocast():
-                    model(work.x)
+                    work.forward(model)
             except _Boundary:
                 pass
             clock.sync()
@@ -254,7 +254,7 @@ def prepare_cached(model: nn.Module, units: Sequence[Unit], work: Workload, cfg:
 
     def feature_forward() -> Any:
         with torch.no_grad(), work.autocast():
-            return model(work.x)
+            return work.forward(model)
 
     cache = FeatureCache(model, boundary, feature_forward).capture()
     return CachedRunContext(**{**vars(base), "forward_phase": REPLAY_PHASE}, cache=cache,

@@ -81,20 +81,25 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
 def cmd_layers(args: argparse.Namespace, console: Console) -> int:
     import torch
 
-    from .runner import check_freeze
+    from .runner import ProfileConfig, check_freeze
     from .units import find_units, freeze
+    from .workload import EXAMPLE_ROWS, as_spec, eager, make_batch
 
     spec = model_from_args(args)
-    example = torch.randn(1, *spec.input_shape)
-    try:
-        units = find_units(spec.model, example)
-    except TlprofError:
-        raise
-    except Exception as exc:
-        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TlprofError(f"the model rejects input shape {spec.input_shape}: {msg}") from exc
+    target = as_spec(spec.model)
+    cfg = ProfileConfig(batch_size=1, input_shape=spec.input_shape, input_dtype=args.input_dtype,
+                        input_max=args.input_max)
+    example = make_batch(target, cfg, torch.device("cpu"), rows=EXAMPLE_ROWS)
+    with eager(target.model):
+        try:
+            units = find_units(target.model, example)
+        except TlprofError:
+            raise
+        except Exception as exc:
+            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TlprofError(f"the model rejects input shape {spec.input_shape}: {msg}") from exc
     check_freeze(args.freeze, len(units))
-    freeze(spec.model, units, args.freeze)
+    freeze(target.model, units, args.freeze)
     table = Table(title=f"{len(units)} units of {args.arch or args.model}")
     for col in ("#", "unit", "stage", "block", "params", "trainable"):
         table.add_column(col, justify="right" if col in ("#", "params") else "left", no_wrap=True)

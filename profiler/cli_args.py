@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .defaults import CPU, CUDA
+from .defaults import CPU, CUDA, INPUT_DTYPES, LOSSES
 from .errors import TlprofError
 
 if TYPE_CHECKING:
     from torch import nn
 
     from .runner import ProfileConfig
+    from .workload import ModelSpec
 
 RUN_SETS = {"both": ("full", "frozen"), "all": ("full", "frozen", "cached")}
 RUN_CHOICES = ("full", "frozen", "cached", "both", "all")
@@ -30,11 +31,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--arch", help="a torchvision classification model, e.g. resnet50")
     src.add_argument("--model", metavar="SPEC",
-                     help="MODULE:CALLABLE or path/to/file.py:CALLABLE returning an nn.Module")
+                     help="MODULE:CALLABLE or path/to/file.py:CALLABLE returning an nn.Module or a "
+                          "tlprof.ModelSpec (model, inputs, loss); MODULE is found from the current folder")
     p.add_argument("--input-shape", metavar="DIMS",
                    help="one sample's shape, e.g. 3,224,224 or 32 (default 3×S×S)")
     p.add_argument("--image-size", type=int, default=224, metavar="S", help="default 224")
     p.add_argument("--num-classes", type=int, metavar="N", help="default: from the model's output")
+    p.add_argument("--input-dtype", choices=INPUT_DTYPES, metavar="DTYPE",
+                   help="dtype of the synthetic input, e.g. int64 for token ids (default float32)")
+    p.add_argument("--input-max", type=int, metavar="N",
+                   help="integer inputs are drawn from 0..N-1 (default: the smallest embedding table)")
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
@@ -50,6 +56,10 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    help=f"measured steps per run (default {CPU.steps} CPU, {CUDA.steps} CUDA)")
     p.add_argument("--warmup", type=int, metavar="N",
                    help=f"dropped steps per run (default {CPU.warmup} CPU, {CUDA.warmup} CUDA)")
+    p.add_argument("--output", metavar="INDEX|KEY",
+                   help="the output the loss uses, when the model returns several")
+    p.add_argument("--loss", choices=list(LOSSES),
+                   help="ce, mse or sum (default: ce for a (B, C) output, else mse)")
     p.add_argument("--blocks", type=int, metavar="N",
                    help="several runs take turns in N blocks of measured steps, so drift hits them "
                         "alike (default: up to 4 blocks of at least 2 steps)")
@@ -69,21 +79,21 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 @dataclass
-class ModelSpec:
-    model: nn.Module
+class ModelArgs:
+    model: nn.Module | ModelSpec  # a factory's ModelSpec brings its inputs and loss
     description: dict[str, Any]
     input_shape: tuple[int, ...]
 
 
-def model_from_args(args: argparse.Namespace) -> ModelSpec:
+def model_from_args(args: argparse.Namespace) -> ModelArgs:
     from .models import build_arch, load_factory
 
     if args.image_size < 1:
         raise TlprofError(f"--image-size must be positive, got {args.image_size}")
     shape = parse_shape(args.input_shape) if args.input_shape else (3, args.image_size, args.image_size)
     if args.arch:
-        return ModelSpec(build_arch(args.arch, args.num_classes), {"arch": args.arch}, shape)
-    return ModelSpec(load_factory(args.model), {"model": args.model}, shape)
+        return ModelArgs(build_arch(args.arch, args.num_classes), {"arch": args.arch}, shape)
+    return ModelArgs(load_factory(args.model), {"model": args.model}, shape)
 
 
 def config_from_args(args: argparse.Namespace, shape: tuple[int, ...]) -> tuple[ProfileConfig, list[str]]:
@@ -100,7 +110,8 @@ def config_from_args(args: argparse.Namespace, shape: tuple[int, ...]) -> tuple[
         runs=RUN_SETS.get(runs, (runs,)), frozen_bn=args.frozen_bn,
         num_classes=args.num_classes if args.model else None,
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
-        blocks=getattr(args, "blocks", None),
+        blocks=getattr(args, "blocks", None), input_dtype=args.input_dtype, input_max=args.input_max,
+        output=args.output, loss=args.loss,
     )
     cfg.validate()
     resolved = cfg.resolved(device.type)

@@ -1,4 +1,5 @@
-"""How tlprof measures when not told: one set per device, shared by the API and the CLI. Torch-free."""
+"""How tlprof measures when not told: one set per device, shared by the API and the CLI; and the
+choices its options accept. Torch-free."""
 
 from __future__ import annotations
 
@@ -18,3 +19,8 @@ CUDA = Defaults(batch_size=64, steps=20, warmup=5)
 
 def defaults_for(device_type: str) -> Defaults:
     return CUDA if device_type == "cuda" else CPU
+
+
+LOSSES = ("ce", "mse", "sum")
+INPUT_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8",
+                "uint8", "bool")

@@ -79,6 +79,11 @@ class Meta:
     frozen_bn: str | None = None
     num_classes: int | None = None
     output_shape: list[int] = field(default_factory=list)
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # each input's shape and dtype
+    input_dtype: str | None = None
+    input_max: int | None = None
+    output: str | None = None  # the output the loss uses (index or key)
+    loss: str | None = None
     runs: list[str] = field(default_factory=list)
     created: str | None = None
     gpu: dict[str, Any] | None = None  # NVML identity and state (or the reason it is missing)
@@ -158,6 +163,7 @@ class UnitRun:
     param_bytes: int = 0
     grad_bytes: int = 0
     optimizer_state_bytes: int = 0
+    weight_cast_bytes: int = 0  # autocast's lower-precision copies of its weights (not activations)
     kernels: UnitKernels | None = None
     energy_estimate_j: float | None = None  # an estimate: time share × measured J/step
 
@@ -174,6 +180,7 @@ class UnitRun:
             "param_bytes": self.param_bytes,
             "grad_bytes": self.grad_bytes,
             "optimizer_state_bytes": self.optimizer_state_bytes,
+            "weight_cast_bytes": self.weight_cast_bytes,
             "kernels": self.kernels.to_dict() if self.kernels else None,
             "energy_estimate_j": self.energy_estimate_j,
         }
@@ -189,6 +196,7 @@ class UnitRun:
             param_bytes=int(d.get("param_bytes", 0)),
             grad_bytes=int(d.get("grad_bytes", 0)),
             optimizer_state_bytes=int(d.get("optimizer_state_bytes", 0)),
+            weight_cast_bytes=int(d.get("weight_cast_bytes", 0)),
             kernels=UnitKernels.from_dict(kernels) if kernels else None,
             energy_estimate_j=d.get("energy_estimate_j"),
         )
@@ -225,12 +233,14 @@ class Memory:
     saved_bytes_total: int = 0  # every saved storage once, units and phases
     saved_other_bytes: dict[str, int] = field(default_factory=dict)  # saved outside units, by phase
     allocator: AllocatorReadings | None = None
+    weight_cast_other_bytes: dict[str, int] = field(default_factory=dict)  # autocast copies, by phase
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Memory:
         alloc = d.get("allocator")
         return cls(int(d.get("saved_bytes_total", 0)), dict(d.get("saved_other_bytes", {})),
-                   AllocatorReadings.from_dict(alloc) if alloc else None)
+                   AllocatorReadings.from_dict(alloc) if alloc else None,
+                   dict(d.get("weight_cast_other_bytes", {})))
 
 
 @dataclass
@@ -398,8 +408,8 @@ class Run:
 
     def to_dict(self) -> dict[str, Any]:
         memory = asdict(self.memory)
-        memory["units_total"] = {k: self.units_total(k) for k in
-                                 ("param_bytes", "grad_bytes", "optimizer_state_bytes", "saved_bytes")}
+        memory["units_total"] = {k: self.units_total(k) for k in ("param_bytes", "grad_bytes",
+                                 "optimizer_state_bytes", "saved_bytes", "weight_cast_bytes")}
         return {
             "name": self.name,
             "freeze": self.freeze,

@@ -45,10 +45,11 @@ from .runner import (
 )
 from .state import ModelState
 from .units import Unit, find_units
+from .workload import ModelSpec, as_spec, describe_batch, eager
 
 
 def profile_model(
-    model: nn.Module,
+    model: nn.Module | ModelSpec,
     cfg: ProfileConfig,
     *,
     meta: dict[str, Any] | None = None,
@@ -56,20 +57,22 @@ def profile_model(
     listeners: Sequence[MarkListener] = (),
     extras: Sequence[RunExtra] = (),
 ) -> RunDocument:
-    """Profile ``model``: every run in ``cfg.runs``; the model is left exactly as it was."""
+    """Profile ``model`` (an ``nn.Module``, or a ``ModelSpec`` with its inputs and loss): every run
+    in ``cfg.runs``; the model is left exactly as it was."""
     cfg.validate()
     device = resolve_device(cfg.device)
     cfg = cfg.resolved(device.type)
-    original = ModelState.capture(model)
+    spec = as_spec(model)
+    original = ModelState.capture(spec.model)
     try:
-        with on_device(device):
-            return _profile_placed(model, cfg, device, meta, progress, listeners, extras)
+        with on_device(device), eager(spec.model):
+            return _profile_placed(spec, cfg, device, meta, progress, listeners, extras)
     finally:
         original.restore()
 
 
 def _profile_placed(
-    model: nn.Module,
+    spec: ModelSpec,
     cfg: ProfileConfig,
     device: torch.device,
     meta: dict[str, Any] | None,
@@ -77,9 +80,10 @@ def _profile_placed(
     listeners: Sequence[MarkListener],
     extras: Sequence[RunExtra],
 ) -> RunDocument:
+    model = spec.model
     _place(model, device, cfg.channels_last)
-    work = guard_batch(cfg, lambda: make_workload(model, cfg, device))
-    units = find_units(model, work.x[:1])
+    work = guard_batch(cfg, lambda: make_workload(spec, cfg, device))
+    units = find_units(model, work.example())
     check_freeze(cfg.freeze, len(units))
     set_precision_flags(cfg.precision, device)
     watch = DeviceWatch.start(device)  # NVML identity and state of a CUDA device, for meta
@@ -177,9 +181,12 @@ def run_meta(cfg: ProfileConfig, device: torch.device, work: Workload, given: di
         "cuda_version": torch.version.cuda,
         "cpu_threads": torch.get_num_threads(),
         **settings,
-        "input_shape": list(cfg.input_shape),
         "runs": list(cfg.runs),
         "num_classes": work.num_classes,
         "output_shape": list(work.output_shape),
+        "batch_size": len(work.x),
+        "input_shape": list(work.x.shape[1:]),
+        "inputs": describe_batch(work.inputs),
+        "loss": work.loss_name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })

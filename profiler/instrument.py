@@ -7,6 +7,7 @@ and removed in ``finally`` by whoever installs them.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -109,6 +110,10 @@ class Instrumenter:
         self.active = False
         self._hooked: dict[int, torch.Tensor] = {}  # held so ids stay unique
         self._grad_hooks: dict[tuple[Label, bool], Any] = {}
+        self._made: dict[int, Label] = {}  # id of a unit's weight module output -> its unit
+        self._made_fn: dict[Any, Label] = {}  # autograd node of such an output -> its unit
+        self._alive: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
+        self._end_queued = False
 
     # -- hooks ---------------------------------------------------------------
 
@@ -124,12 +129,58 @@ class Instrumenter:
         def hook(_module: nn.Module, args: tuple) -> None:
             if not self.active:
                 return
-            producer = self.current
+            tensor = first_tensor(args)
+            producer = self._producer(tensor)
             self.mark(label)
             if torch.is_grad_enabled():
-                self._hook_gradient(first_tensor(args), producer)
+                self._hook_gradient(tensor, producer)
 
         return hook
+
+    def _unit_post_hook(self, index: int):
+        """Remembers which unit made a tensor, for a consumer that does not run right after it
+        (a second head, a model output other than the last unit's)."""
+        label = Label.fwd(index)
+
+        def hook(_module: nn.Module, _args: tuple, output: Any) -> None:
+            out = first_tensor(output) if self.active else None
+            if out is not None:
+                self._made[id(out)] = label
+                self._alive[id(out)] = out
+                if out.grad_fn is not None:
+                    self._made_fn[out.grad_fn] = label
+
+        return hook
+
+    def _producer(self, tensor: torch.Tensor | None) -> Label:
+        """The unit that made ``tensor``: the one whose weight module returned it, else the latest
+        unit upstream of it in the autograd graph (not a side branch that ran since, such as an
+        auxiliary head), else what runs."""
+        if tensor is None:
+            return self.current
+        if self._alive.get(id(tensor)) is tensor:
+            return self._made[id(tensor)]
+        if tensor.grad_fn is None or not self._made_fn:
+            return self.current
+        return self._upstream_unit(tensor.grad_fn) or self.current
+
+    def _upstream_unit(self, start: Any, budget: int = 256) -> Label | None:
+        best: Label | None = None
+        stack, seen = [start], {start}
+        while stack and budget:
+            node = stack.pop()
+            budget -= 1
+            label = self._made_fn.get(node)
+            if label is not None:
+                if label == self.current:
+                    return label
+                best = label if best is None or label[1] > best[1] else best
+                continue
+            for nxt, _ in node.next_functions:
+                if nxt is not None and nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return best
 
     def _hook_gradient(self, tensor: torch.Tensor | None, producer: Label) -> None:
         """When the gradient of ``tensor`` is ready, the backward of its producer begins."""
@@ -148,7 +199,8 @@ class Instrumenter:
             def hook(_grad: torch.Tensor) -> None:
                 if self.active:
                     self.mark(opens)
-                    if ends_backward:
+                    if ends_backward and not self._end_queued:
+                        self._end_queued = True
                         # Runs when the whole backward pass is done, on the autograd thread.
                         Variable._execution_engine.queue_callback(self._backward_done)
 
@@ -158,12 +210,15 @@ class Instrumenter:
     def _output_hook(self, _module: nn.Module, _args: tuple, output: Any) -> None:
         if not self.active:
             return
-        producer = self.current
+        outputs = list(all_tensors(output))
+        producers = [self._producer(out) for out in outputs]
         self.mark(LOSS_FWD)
-        out = first_tensor(output)
-        if torch.is_grad_enabled() and out is not None and out.requires_grad:
-            self._hooked[id(out)] = out
-            out.register_hook(self._grad_hook(_backward_of(producer), ends_backward=True))
+        # Every output that needs grad: only those the loss uses get a gradient, and the first
+        # one ready begins its own producer's backward.
+        for out, producer in zip(outputs, producers):
+            if torch.is_grad_enabled() and out.requires_grad and id(out) not in self._hooked:
+                self._hooked[id(out)] = out
+                out.register_hook(self._grad_hook(_backward_of(producer), ends_backward=True))
 
     def _backward_done(self) -> None:
         if self.active:
@@ -172,6 +227,7 @@ class Instrumenter:
     @contextmanager
     def installed(self) -> Iterator[Instrumenter]:
         handles = [u.module.register_forward_pre_hook(self._unit_pre_hook(u.index)) for u in self.units]
+        handles += [u.module.register_forward_hook(self._unit_post_hook(u.index)) for u in self.units]
         try:
             handles.append(self.model.register_forward_hook(self._output_hook))
             yield self
@@ -203,6 +259,9 @@ class Instrumenter:
     def _begin_step(self) -> None:
         self.marks = []
         self._hooked = {}
+        self._made = {}
+        self._made_fn = {}
+        self._end_queued = False
         self.active = True
         self.mark(OTHER)
 
@@ -210,6 +269,9 @@ class Instrumenter:
         self.mark(END)
         self.active = False
         self._hooked = {}
+        self._made = {}
+        self._made_fn = {}
+        self._alive = weakref.WeakValueDictionary()
         self.clock.sync()
         first = self.marks[0][1]
         times = [(label, self.clock.elapsed_ms(first, stamp)) for label, stamp in self.marks]

@@ -18,21 +18,40 @@ class SavedBytes:
 
     Each storage is counted once, at its first save; parameters and buffers
     (and views of them) are skipped, since they are resident whether or not
-    anything trains.
+    anything trains. Autocast's lower-precision copies of the weights are real
+    memory but not activations: they are charged apart, in ``cast_by_label``.
     """
 
     def __init__(self, current: Callable[[], Label], resident: Sequence[torch.Tensor]) -> None:
         self._current = current
         self._resident = {_storage_key(t) for t in resident}
+        self._weights: dict[tuple, list[torch.Tensor]] = defaultdict(list)
+        for t in resident:
+            if t.is_floating_point():
+                self._weights[(t.numel(), t.device)].append(t)
         self._seen: set[tuple] = set()
         self.by_label: dict[Label, int] = defaultdict(int)
+        self.cast_by_label: dict[Label, int] = defaultdict(int)
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
         key = _storage_key(tensor)
         if key not in self._seen and key not in self._resident:
             self._seen.add(key)
-            self.by_label[self._current()] += tensor.untyped_storage().nbytes()
+            charged = self.cast_by_label if self._is_weight_cast(tensor) else self.by_label
+            charged[self._current()] += tensor.untyped_storage().nbytes()
         return tensor
+
+    def _is_weight_cast(self, tensor: torch.Tensor) -> bool:
+        """Whether the tensor's storage holds a parameter or buffer cast to another dtype."""
+        if not tensor.is_floating_point():
+            return False
+        stored = _whole_storage(tensor)
+        for weight in self._weights.get((stored.numel(), tensor.device), ()):
+            if weight.dtype != tensor.dtype:
+                with torch.no_grad():
+                    if torch.equal(stored, _whole_storage(weight.detach().to(tensor.dtype))):
+                        return True
+        return False
 
     @contextmanager
     def recording(self) -> Iterator[SavedBytes]:
@@ -44,6 +63,18 @@ class SavedBytes:
 
     def other_bytes(self) -> dict[str, int]:
         return {label.text(): v for label, v in self.by_label.items() if label.kind != "fwd"}
+
+    def unit_cast_bytes(self, n_units: int) -> list[int]:
+        return [int(b) for b in charge(self.cast_by_label, n_units).fwd]
+
+    def other_cast_bytes(self) -> dict[str, int]:
+        return {label.text(): v for label, v in self.cast_by_label.items() if label.kind != "fwd"}
+
+
+def _whole_storage(tensor: torch.Tensor) -> torch.Tensor:
+    """A tensor's whole storage as a flat tensor of its dtype (a view of a cast: the cast)."""
+    flat = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
+    return flat.set_(tensor.untyped_storage())
 
 
 def _unpack(tensor: torch.Tensor) -> torch.Tensor:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import os
 import sys
 import warnings
+from collections.abc import Mapping
+from dataclasses import is_dataclass
 from pathlib import Path
 
 from torch import nn
 
 from .errors import TlprofError
+from .workload import ModelSpec, as_spec, unwrap_compiled
 
 
 def classification_archs() -> list[str]:
@@ -39,8 +43,13 @@ def build_arch(name: str, num_classes: int | None = None) -> nn.Module:
         return tvm.get_model(name, **kwargs)
 
 
-def load_factory(spec: str) -> nn.Module:
-    """``MODULE:CALLABLE`` or ``path/to/file.py:CALLABLE``, called with no arguments."""
+def load_factory(spec: str) -> nn.Module | ModelSpec:
+    """``MODULE:CALLABLE`` or ``path/to/file.py:CALLABLE``, called with no arguments.
+
+    The factory returns an ``nn.Module``, or the model with its example inputs and loss: a
+    ``tlprof.ModelSpec``, or a mapping or dataclass with ``model``, ``inputs`` and ``loss``.
+    MODULE is imported as ``python -m`` would, the current folder first.
+    """
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
         raise TlprofError(f"--model {spec!r}: expected MODULE:CALLABLE or path/to/file.py:CALLABLE")
@@ -52,9 +61,12 @@ def load_factory(spec: str) -> nn.Module:
         model = factory()
     except Exception as exc:
         raise TlprofError(f"--model {spec!r}: the factory failed: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(model, nn.Module):
-        raise TlprofError(f"--model {spec!r}: the factory returned {type(model).__name__}, not an nn.Module")
-    return model
+    if isinstance(model, nn.Module):
+        return unwrap_compiled(model)
+    if isinstance(model, (Mapping, ModelSpec)) or is_dataclass(model):
+        return as_spec(model, f"--model {spec!r}: what the factory returned")
+    raise TlprofError(f"--model {spec!r}: the factory returned {type(model).__name__}, not an nn.Module "
+                      "or a ModelSpec")
 
 
 def _import_target(target: str, spec: str):
@@ -68,6 +80,8 @@ def _import_target(target: str, spec: str):
             sys.modules.setdefault(path.stem, module)
             loader_spec.loader.exec_module(module)
             return module
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
         return importlib.import_module(target)
     except TlprofError:
         raise

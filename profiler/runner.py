@@ -9,15 +9,25 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .api import Profiler
 from .defaults import defaults_for
 from .document import Run
 from .errors import TlprofError
-from .instrument import MarkListener, first_tensor
-from .units import Unit, eval_no_grad, freeze
+from .instrument import MarkListener
+from .units import Unit, freeze
+from .workload import (  # noqa: F401  (re-exported: the workload lived here)
+    LOSSES,
+    ModelSpec,
+    Workload,
+    as_spec,
+    describe_batch,
+    eager,
+    input_dtype,
+    make_workload,
+    probe_output,
+)
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -104,6 +114,10 @@ class ProfileConfig:
     num_classes: int | None = None
     lr: float = 1e-3
     blocks: int | None = None  # see block_sizes
+    input_dtype: str | None = None  # one of workload.INPUT_DTYPES; default float32
+    input_max: int | None = None  # integer inputs are drawn from 0..input_max-1
+    output: str | None = None  # index or key of the output the loss uses
+    loss: str | None = None  # ce | mse | sum; default ce for a (B, C) output, else mse
 
     def resolved(self, device_type: str) -> ProfileConfig:
         """A copy with every default filled in for the device."""
@@ -132,6 +146,9 @@ class ProfileConfig:
             raise TlprofError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         if not self.input_shape or any(d < 1 for d in self.input_shape):
             raise TlprofError(f"--input-shape needs positive sizes, got {self.input_shape}")
+        if self.loss is not None and self.loss not in LOSSES:
+            raise TlprofError(f"--loss must be one of {', '.join(LOSSES)}")
+        input_dtype(self.input_dtype)
         bad = [r for r in self.runs if r not in RUNS]
         if bad or not self.runs:
             raise TlprofError(
@@ -184,61 +201,6 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
-@dataclass
-class Workload:
-    """Synthetic batch, loss and precision settings for one model on one device."""
-
-    x: torch.Tensor
-    target: torch.Tensor
-    classification: bool
-    device: torch.device
-    precision: str
-    num_classes: int | None = None
-    output_shape: tuple[int, ...] = field(default_factory=tuple)
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
-
-    def loss(self, output: Any) -> torch.Tensor:
-        out = first_tensor(output)
-        if self.classification:
-            return F.cross_entropy(out.float(), self.target)
-        return F.mse_loss(out.float(), self.target)
-
-    def scaler(self) -> torch.amp.GradScaler | None:
-        return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
-
-
-def make_workload(model: nn.Module, cfg: ProfileConfig, device: torch.device) -> Workload:
-    x = torch.randn(cfg.batch_size, *cfg.input_shape, device=device)
-    if cfg.channels_last and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    out = _probe_output(model, x[:1])
-    if out.dim() == 2 and out.is_floating_point():
-        classes = out.shape[1]
-        if cfg.num_classes is not None and cfg.num_classes != classes:
-            raise TlprofError(f"--num-classes {cfg.num_classes}, but the model outputs {classes} classes")
-        target = torch.randint(0, classes, (cfg.batch_size,), device=device)
-        return Workload(x, target, True, device, cfg.precision, classes, tuple(out.shape[1:]))
-    target = torch.randn(cfg.batch_size, *out.shape[1:], device=device)
-    return Workload(x, target, False, device, cfg.precision, None, tuple(out.shape[1:]))
-
-
-def _probe_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    try:
-        with eval_no_grad(model):
-            out = first_tensor(model(x))
-    except Exception as exc:  # the model's own error is the message
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TlprofError(f"the model rejects input shape {tuple(x.shape[1:])}: {msg}") from exc
-    if out is None:
-        raise TlprofError("the model returned no tensor")
-    return out
-
-
 def make_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9)
@@ -260,8 +222,11 @@ def train_step(
     if forward_phase:
         prof.begin(forward_phase)
     with work.autocast():
-        output = model(work.x)
+        output = work.forward(model)
         loss = work.loss(output)
+    if not loss.requires_grad:
+        raise TlprofError("the loss depends on no trainable parameter: the output it uses comes only "
+                          "from frozen units (choose another with --output, or freeze fewer)")
     prof.begin("loss_bwd")
     (scaler.scale(loss) if scaler else loss).backward()
     prof.begin("optimizer")

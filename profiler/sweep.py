@@ -6,23 +6,25 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-import torch
 from torch import nn
 
 from .document import Sweep, SweepPoint
 from .engine import profile_model
 from .runner import ProfileConfig, Progress, check_freeze
 from .units import find_units
+from .workload import EXAMPLE_ROWS, ModelSpec, as_spec, eager, make_batch
 
 
-def _check_depths(model: nn.Module, cfg: ProfileConfig, depths: Sequence[int]) -> None:
+def _check_depths(model: nn.Module | ModelSpec, cfg: ProfileConfig, depths: Sequence[int]) -> None:
     """Refuse a depth the model cannot take before the first run, not after it."""
-    device = next(model.parameters()).device
-    n_units = len(find_units(model, torch.randn(1, *cfg.input_shape, device=device)))
+    spec = as_spec(model)
+    device = next(spec.model.parameters()).device
+    with eager(spec.model):
+        n_units = len(find_units(spec.model, make_batch(spec, cfg, device, rows=EXAMPLE_ROWS)))
     check_freeze(max(depths), n_units)
 
 
-def run_sweep(model: nn.Module, cfg: ProfileConfig, depths: Sequence[int], runs: Sequence[str],
+def run_sweep(model: nn.Module | ModelSpec, cfg: ProfileConfig, depths: Sequence[int], runs: Sequence[str],
               meta: dict[str, Any] | None = None, progress: Progress | None = None) -> Sweep:
     """One full run, then ``runs`` at every depth N ≥ 1 (depth 0 is the full run itself)."""
 

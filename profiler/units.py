@@ -7,9 +7,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
+import torch.utils._pytree as pytree
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .errors import TlprofError
+from .families import generic_stage_block, resnet_stage_block, rollup_for
+
+Example = torch.Tensor | tuple[torch.Tensor, ...]
 
 
 @dataclass
@@ -56,14 +61,6 @@ def has_own_weight(module: nn.Module) -> bool:
     )
 
 
-def _is_torchvision_resnet(model: nn.Module) -> bool:
-    try:
-        from torchvision.models import ResNet
-    except ImportError:  # pragma: no cover - torchvision is a dependency
-        return False
-    return isinstance(model, ResNet)
-
-
 @dataclass(frozen=True)
 class Convention:
     """How a model family counts its layers."""
@@ -73,36 +70,28 @@ class Convention:
     stage_block: Callable[[str], tuple[str, str]]
 
 
-def _generic_stage_block(name: str) -> tuple[str, str]:
-    parts = name.split(".")
-    stage = parts[0]
-    block = ".".join(parts[:2]) if len(parts) >= 3 else stage
-    return stage, block
+def _counts_all_but(shortcut: str) -> Callable[[str, nn.Module], bool]:
+    return lambda name, m: has_own_weight(m) and f".{shortcut}." not in f".{name}."
 
 
-def _resnet_stage_block(name: str) -> tuple[str, str]:
-    if name.startswith("layer"):
-        parts = name.split(".")
-        return parts[0], ".".join(parts[:2])
-    if name == "fc":
-        return "head", "fc"
-    return "stem", "stem"
-
-
+SHORTCUTS = {"resnet": "downsample", "regnet": "proj"}  # projection shortcuts: owned, not counted
 RESNET = Convention(
     family="resnet",
-    counts=lambda name, m: has_own_weight(m) and ".downsample." not in f".{name}.",
-    stage_block=_resnet_stage_block,
+    counts=_counts_all_but("downsample"),
+    stage_block=resnet_stage_block,
 )
 GENERIC = Convention(
     family="generic",
     counts=lambda name, m: has_own_weight(m),
-    stage_block=_generic_stage_block,
+    stage_block=generic_stage_block,
 )
 
 
 def convention_for(model: nn.Module) -> Convention:
-    return RESNET if _is_torchvision_resnet(model) else GENERIC
+    family, stage_block = rollup_for(model)
+    shortcut = SHORTCUTS.get(family)
+    counts = _counts_all_but(shortcut) if shortcut else GENERIC.counts
+    return Convention(family, counts, stage_block)
 
 
 @contextmanager
@@ -132,8 +121,56 @@ def train_no_grad(model: nn.Module) -> Iterator[None]:
                 b.copy_(saved)
 
 
-def execution_order(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """Names of modules in order of their first call, from one no-grad forward.
+def as_args(example: Example) -> tuple[torch.Tensor, ...]:
+    """A model's positional inputs: one tensor, or a tuple or list of them."""
+    return tuple(example) if isinstance(example, (tuple, list)) else (example,)
+
+
+def execution_order(model: nn.Module, example: Example) -> list[str]:
+    """Names of modules in order of their first call, from one no-grad forward."""
+    return discover(model, example).order
+
+
+@dataclass
+class Discovery:
+    order: list[str]  # modules in order of their first call
+    weight_users: dict[str, str]  # weight owner -> the module whose forward uses it as a module does not
+
+
+class _WeightUse(TorchFunctionMode):
+    """Sees which running module each operation on a weight matrix happens in.
+
+    A weight consumed while its own module is not running (torchvision's Swin calls
+    ``F.linear`` with ``attn.qkv.weight``; ``MultiheadAttention`` uses ``out_proj.weight``)
+    makes the innermost running module the layer that runs it.
+    """
+
+    def __init__(self, weights: dict[int, str], running: list[str]) -> None:
+        super().__init__()
+        self.weights = weights
+        self.running = running
+        self.users: dict[str, str] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for arg in pytree.arg_tree_leaves(*args, **kwargs):
+            owner = self.weights.get(id(arg)) if isinstance(arg, torch.Tensor) else None
+            if owner is not None and owner not in self.running and self.running[-1:] != [""]:
+                self.users.setdefault(owner, self.running[-1])
+        return func(*args, **kwargs)
+
+
+def _weight_owners(model: nn.Module) -> dict[int, str]:
+    owners: dict[int, str] = {}
+    for name, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if pname.endswith("weight") and p.dim() >= 2:
+                owners.setdefault(id(p), name)
+    return owners
+
+
+def discover(model: nn.Module, example: Example) -> Discovery:
+    """Module call order and functional weight use, from one no-grad forward.
 
     Training mode first, since modules that run only in training (auxiliary
     heads) are layers of a training step too; eval mode if that forward fails
@@ -142,42 +179,58 @@ def execution_order(model: nn.Module, example: torch.Tensor) -> list[str]:
     names = {m: n for n, m in model.named_modules()}
     order: list[str] = []
     seen: set[str] = set()
+    running: list[str] = []
 
     def pre_hook(module: nn.Module, _args: object) -> None:
         name = names[module]
+        running.append(name)
         if name not in seen:
             seen.add(name)
             order.append(name)
 
+    def post_hook(module: nn.Module, _args: object, _out: object) -> None:
+        if running and running[-1] == names[module]:
+            running.pop()
+
     handles = [m.register_forward_pre_hook(pre_hook) for m in model.modules()]
+    handles += [m.register_forward_hook(post_hook, always_call=True) for m in model.modules()]
     modes = [(m, m.training) for m in model.modules()]
+    args = as_args(example)
+    use = _WeightUse(_weight_owners(model), running)
     try:
         try:
             model.train()
-            with train_no_grad(model):
-                model(example)
+            with train_no_grad(model), use:
+                model(*args)
         except Exception:
             order.clear()
             seen.clear()
-            with eval_no_grad(model):
-                model(example)
+            running.clear()
+            use.users.clear()
+            with eval_no_grad(model), use:
+                model(*args)
     finally:
         for h in handles:
             h.remove()
         for m, training in modes:
             m.training = training
-    return order
+    return Discovery(order, use.users)
 
 
-def find_units(model: nn.Module, example: torch.Tensor) -> list[Unit]:
-    """Units in first-execution order, each owning the modules that run until the next one."""
+def find_units(model: nn.Module, example: Example) -> list[Unit]:
+    """Units in first-execution order, each owning the modules that run until the next one.
+
+    A module that runs another module's weight matrix itself (see ``_WeightUse``) is a unit.
+    """
     convention = convention_for(model)
     modules = dict(model.named_modules())
-    order = [n for n in execution_order(model, example) if n]
+    found = discover(model, example)
+    order = [n for n in found.order if n]
+    runs_weights = set(found.weight_users.values())
     owner_of: dict[str, int] = {}
     unit_names: list[str] = []
     for name in order:
-        if convention.counts(name, modules[name]):
+        if convention.counts(name, modules[name]) or name in runs_weights:
             unit_names.append(name)
         owner_of[name] = max(len(unit_names) - 1, 0)
     if not unit_names:

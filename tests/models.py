@@ -114,3 +114,147 @@ class TwoBranches(nn.Module):
 
 def two_branches() -> nn.Module:
     return TwoBranches()
+
+
+class TwoHeads(nn.Module):
+    """A trunk and two heads; the returned tuple is (b(h), c(h))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 16)
+        self.b = nn.Linear(16, 4)
+        self.c = nn.Linear(16, 80)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.a(x))
+        return self.b(h), self.c(h)
+
+
+def two_heads() -> nn.Module:
+    return TwoHeads()
+
+
+class FeaturesAndLogits(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(8, 64)
+        self.head = nn.Linear(64, 5)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = torch.relu(self.body(x))
+        return {"features": h, "logits": self.head(h)}
+
+
+def features_and_logits() -> nn.Module:
+    return FeaturesAndLogits()
+
+
+class AuxHead(nn.Module):
+    """GoogLeNet-like: an auxiliary classifier in training, run between the trunk's units; the main
+    loss ignores it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(8, 16)
+        self.aux = nn.Linear(16, 3)
+        self.body = nn.Linear(16, 16)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor):
+        h = torch.relu(self.stem(x))
+        aux = self.aux(torch.tanh(h)) if self.training else None  # as GoogLeNet's pools first
+        logits = self.fc(torch.relu(self.body(h)))
+        return (logits, aux) if self.training else logits
+
+
+def aux_head() -> nn.Module:
+    return AuxHead()
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class GPTBlock(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(dim)
+        self.attn = CausalSelfAttention(dim, heads)
+        self.ln2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class TinyGPT(nn.Module):
+    """Token ids (B, T) -> next-token logits (B, T, vocab)."""
+
+    def __init__(self, vocab: int = 50, dim: int = 16, heads: int = 2, layers: int = 2, ctx: int = 8):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.zeros(ctx, dim))
+        self.blocks = nn.Sequential(*[GPTBlock(dim, heads) for _ in range(layers)])
+        self.ln_f = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.tok(ids) + self.pos[: ids.shape[1]]
+        return self.head(self.ln_f(self.blocks(x)))
+
+
+def tiny_gpt() -> nn.Module:
+    return TinyGPT()
+
+
+def gpt_with_inputs_and_loss() -> dict:
+    """The factory protocol: the model, an example batch of token ids and the training loss."""
+    ids = torch.randint(0, 50, (2, 8))
+
+    def loss(logits: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        (tokens,) = batch
+        return nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 50), tokens[:, 1:].reshape(-1))
+
+    return {"model": TinyGPT(), "inputs": ids, "loss": loss}
+
+
+class TwoInputs(nn.Module):
+    """Image features and a class id, as a conditional model takes them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.body = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.body(x) + self.embed(label)))
+
+
+def two_inputs() -> object:
+    from tlprof import ModelSpec
+
+    return ModelSpec(TwoInputs(), (torch.randn(3, 8), torch.randint(0, 10, (3,))),
+                     lambda out, batch: out.square().mean())
+
+
+def encoder_layers() -> nn.Module:
+    layer = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, batch_first=True,
+                                       dropout=0.0)
+    encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+    return nn.Sequential(nn.Linear(4, 16), encoder, nn.Flatten(), nn.Linear(16 * 6, 3))
+
+
+def compiled_mlp() -> nn.Module:
+    return torch.compile(mlp())

@@ -186,11 +186,23 @@ def _tlprof_modules() -> dict[str, Path]:
     return modules
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node, less the bodies of ``if TYPE_CHECKING:`` (imports for type hints only)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
 def _imports(module: str, path: Path, known: set[str]) -> set[str]:
     """tlprof modules that ``module`` imports anywhere in its text (functions included)."""
     package = module if path.stem == "__init__" else module.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -251,7 +263,8 @@ def test_the_api_and_the_cli_measure_the_same_way_by_default():
 
     args = argparse.Namespace(device="cpu", runs=None, freeze=0, precision="fp32", channels_last=False,
                               optimizer="sgd", frozen_bn="eval", num_classes=None, model=None,
-                              batch_size=None, steps=None, warmup=None)
+                              batch_size=None, steps=None, warmup=None, input_dtype=None,
+                              input_max=None, output=None, loss=None)
     cli_cfg, notes = config_from_args(args, (3, 8, 8))
     api_cfg = ProfileConfig(input_shape=(3, 8, 8), device="cpu").resolved("cpu")
     d = defaults_for("cpu")

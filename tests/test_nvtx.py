@@ -50,9 +50,12 @@ def test_full_and_frozen_steps_have_the_expected_ranges():
     assert len(threads) == 1  # on CPU, backward runs on the calling thread
     ranges = next(iter(threads.values()))
     assert ranges.still_open == []
-    # per run: warm-up, memory, plain (no hooks, so no unit ranges), timed
-    expected = {f"tlprof/step/{run}/{n}": ([] if n == 2 else step)
-                for run, step in (("full", FULL_STEP), ("frozen", FROZEN_STEP)) for n in range(4)}
+    # each run alone: warm-up, memory; then in turn, each run: re-warm, plain (no hooks, so no
+    # unit ranges), timed
+    runs = (("full", FULL_STEP), ("frozen", FROZEN_STEP))
+    expected = {f"tlprof/step/{run}/{n}": step for run, step in runs for n in range(2)}
+    expected.update({f"tlprof/step/{run}/{n}": ([] if n == 3 else step) for run, step in runs
+                     for n in range(2, 5)})
     assert [r.name for r in ranges.roots] == list(expected)
     for root in ranges.roots:
         assert [c.name for c in root.children] == expected[root.name], root.name
