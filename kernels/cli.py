@@ -11,7 +11,7 @@ from rich.console import Console
 
 from tlprof.cli_args import check_writable
 from tlprof.document import RunDocument, RunDocumentError, save_json
-from tlprof.errors import TlprofError
+from tlprof.errors import TlprofError, say
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,6 +80,6 @@ def after_profile(args: argparse.Namespace, profile: RunDocument, console: Conso
         for name, run in profile.runs.items():
             console.print(run_summary(name, run))
         if args.json:
-            console.print(f"per-unit kernels: tlprof kernels {args.json}", style="dim")
+            say(f"per-unit kernels: tlprof kernels {args.json}")
     if getattr(args, "trace", None):
-        console.print(f"trace written to {args.trace} (open in ui.perfetto.dev)", style="dim")
+        say(f"trace written to {args.trace} (open in ui.perfetto.dev)")

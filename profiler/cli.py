@@ -10,7 +10,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from functools import partial
 
 from rich.console import Console
 from rich.table import Table
@@ -25,10 +24,11 @@ from .cli_args import (
     add_run_args,
     check_writable,
     config_from_args,
+    make_console,
     model_from_args,
-    progress_bar,
+    run_progress,
 )
-from .errors import TlprofError
+from .errors import TlprofError, say
 
 
 def add_profile_args(p: argparse.ArgumentParser) -> None:
@@ -56,23 +56,18 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
     spec = model_from_args(args)
     cfg, notes = config_from_args(args, spec.input_shape)
     if notes and not args.quiet:
-        print("tlprof: using " + ", ".join(notes), file=sys.stderr)
+        say("using " + ", ".join(notes))
     listeners = nv_cli.profile_listeners(args, cfg)  # see every mark (NVTX ranges)
     extras = kernels_cli.profile_extras(args) + nv_cli.profile_extras(args, cfg)  # after each run
-    run = partial(profile_model, spec.model, cfg, meta=spec.description,
-                  listeners=listeners, extras=extras)
-    if args.quiet:
-        profile = run()
-    else:
-        with progress_bar(console) as bar:
-            tasks = {m: bar.add_task(m, total=cfg.steps_per_run) for m in cfg.runs}
-            profile = run(progress=lambda name, done, _n: bar.update(tasks[name], completed=done))
+    with run_progress(console, args.quiet) as progress:
+        profile = profile_model(spec.model, cfg, meta=spec.description, listeners=listeners,
+                                extras=extras, progress=progress)
     if args.json:
         profile.save(args.json)
     if not args.quiet:
         console.print(profile_view(profile))
         if args.json:
-            console.print(f"profile written to {args.json}", style="dim")
+            say(f"profile written to {args.json}")
     kernels_cli.after_profile(args, profile, console)
     nv_cli.after_profile(args, profile, console)
     return 0
@@ -134,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
+    console = make_console()
     try:
         return args.func(args, console)
     except TlprofError as exc:

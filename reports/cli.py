@@ -9,10 +9,10 @@ from pathlib import Path
 
 from rich.console import Console, RenderableType
 
-from tlprof.cli_args import add_run_args, check_writable, config_from_args, model_from_args, progress_bar
+from tlprof.cli_args import add_run_args, check_writable, config_from_args, model_from_args, run_progress
 from tlprof.document import RunDocument, RunDocumentError, Sweep
 from tlprof.document import read_document as _read
-from tlprof.errors import TlprofError
+from tlprof.errors import TlprofError, say
 from tlprof.reports.builder import DEFAULT_MODELS, GRANULARITIES, ReportOptions, build_report
 from tlprof.reports.compare import compare, compare_csv, compare_json, compare_markdown, compare_view
 from tlprof.reports.render import FORMATS, TEXT_WIDTH, render, write_plots
@@ -133,26 +133,16 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     base_args = argparse.Namespace(**{**vars(args), "freeze": 0, "runs": "full"})
     cfg, notes = config_from_args(base_args, spec.input_shape)
     if notes and not args.quiet:
-        print("tlprof: using " + ", ".join(notes), file=sys.stderr)
+        say("using " + ", ".join(notes))
     runs = SWEEP_RUNS[args.runs]
-    if args.quiet:
-        sweep = run_sweep(spec.model, cfg, depths, runs, meta=spec.description)
-    else:
-        with progress_bar(console) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(name: str, done: int, total: int) -> None:
-                if name not in tasks:
-                    tasks[name] = bar.add_task(name, total=total)
-                bar.update(tasks[name], completed=done)
-
-            sweep = run_sweep(spec.model, cfg, depths, runs, meta=spec.description, progress=progress)
+    with run_progress(console, args.quiet) as progress:
+        sweep = run_sweep(spec.model, cfg, depths, runs, meta=spec.description, progress=progress)
     if args.json:
         sweep.save(args.json)
     if not args.quiet:
         console.print(sweep_view(build_sweep_report(sweep)))
         if args.json:
-            console.print(f"sweep written to {args.json}", style="dim")
+            say(f"sweep written to {args.json}")
     return 0
 
 
