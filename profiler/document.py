@@ -428,6 +428,44 @@ class Run:
         )
 
 
+# -- checks on load -----------------------------------------------------------------------
+
+
+def _bad_sample(samples: list[float]) -> str | None:
+    for x in samples:
+        if math.isnan(x):
+            return "a sample is not a number (NaN or null)"
+        if math.isinf(x):
+            return f"sample {x} is not finite"
+        if x < 0:
+            return f"sample {x:.3g} is negative"
+    return None
+
+
+def _run_figures(run: Run) -> list[tuple[str, Stats]]:
+    figures = [("step_ms", run.step_ms)]
+    figures += [(f"phases_ms.{name}", s) for name, s in run.phases_ms.items()]
+    if not all(math.isnan(x) for x in run.plain_step_ms.samples):  # all null: not measured
+        figures.append(("plain_step_ms", run.plain_step_ms))
+    for i, u in enumerate(run.units):
+        figures += [(f"units[{i}].fwd_ms", u.fwd_ms), (f"units[{i}].bwd_ms", u.bwd_ms)]
+    if run.cache is not None:
+        figures.append(("cache.features_ms", run.cache.features_ms))
+    return figures
+
+
+def check_run(run: Run, where: str) -> None:
+    """Every time sample finite and ≥ 0, or one line naming the first that is not.
+
+    A plain step whose samples are all null is allowed: a user loop too short for
+    one plain step saves ``[null]`` ("not measured").
+    """
+    for name, stats in _run_figures(run):
+        problem = _bad_sample(stats.samples)
+        if problem:
+            raise RunDocumentError(f"{where}.{name}: {problem}")
+
+
 # -- the document -------------------------------------------------------------------------
 
 
@@ -461,13 +499,16 @@ class RunDocument:
         elif schema != SCHEMA:
             raise RunDocumentError(f"not a tlprof run document (schema {schema!r}, expected {SCHEMA!r})")
         try:
-            return cls(
+            doc = cls(
                 meta=Meta.from_dict(dict(d["meta"])),
                 units=[UnitInfo.from_dict(u) for u in d["units"]],
                 runs={name: Run.from_dict(r) for name, r in d["runs"].items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RunDocumentError(f"incomplete tlprof run document: missing or bad {exc}") from exc
+        for name, run in doc.runs.items():
+            check_run(run, f"runs.{name}")
+        return doc
 
     def save(self, path: str | Path) -> None:
         save_json(self.to_dict(), path)
@@ -619,7 +660,7 @@ class Sweep:
         elif schema != SWEEP_SCHEMA:
             raise RunDocumentError(f"not a tlprof sweep document (schema {schema!r})")
         try:
-            return cls(
+            sweep = cls(
                 meta=Meta.from_dict(dict(d["meta"])), units=[UnitInfo.from_dict(u) for u in d["units"]],
                 full=Run.from_dict(d["full"]),
                 points=[SweepPoint(int(p["freeze"]), {k: Run.from_dict(r) for k, r in p["runs"].items()})
@@ -628,6 +669,11 @@ class Sweep:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RunDocumentError(f"incomplete tlprof sweep document: missing or bad {exc}") from exc
+        check_run(sweep.full, "full")
+        for i, point in enumerate(sweep.points):
+            for name, run in point.runs.items():
+                check_run(run, f"points[{i}].runs.{name}")
+        return sweep
 
     def save(self, path: str | Path) -> None:
         save_json(self.to_dict(), path)
