@@ -84,7 +84,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
             target.write_text(sweep_svg(rep) + "\n")
             print(f"plot (SVG) written: {target}", file=sys.stderr)
         if args.format == "rich":
-            emit(console, _plain(sweep_view(rep)) if args.output else None, sweep_view(rep),
+            emit(console, plain_text(sweep_view(rep)) if args.output else None, sweep_view(rep),
                  args.output)
         else:
             emit(console, render_sweep(rep, args.format), None, args.output)
@@ -103,7 +103,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _plain(renderable: RenderableType) -> str:
+def plain_text(renderable: RenderableType) -> str:
     console = Console(width=TEXT_WIDTH, color_system=None, record=True, file=io.StringIO())
     console.print(renderable)
     return console.export_text()
@@ -116,7 +116,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         raise TlprofError(f"{args.a} and {args.b} have no run in common "
                           f"({', '.join(a.runs)} vs {', '.join(b.runs)})")
     if args.format == "rich":
-        emit(console, _plain(compare_view(comp)) if args.output else None, compare_view(comp),
+        emit(console, plain_text(compare_view(comp)) if args.output else None, compare_view(comp),
              args.output)
         return 0
     renderers = {"markdown": compare_markdown, "csv": compare_csv, "json": compare_json}

@@ -64,3 +64,25 @@ def test_kernels_report_needs_kernel_data(tmp_path, capsys):
     assert main(argv) == 0
     assert main(["kernels", str(doc)]) == 2
     assert "profile with --kernels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "csv", "json"])
+def test_kernels_report_formats(profiled, fmt, capsys, tmp_path):
+    assert main(["kernels", str(profiled[0]), "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    if fmt == "json":
+        data = json.loads(out)
+        assert data["schema"] == "tlprof.kernels/1" and set(data["runs"]) == {"full", "frozen"}
+        unit = data["runs"]["full"]["units"][0]
+        assert unit["passes"][0]["pass"] == "fwd" and unit["passes"][0]["flops"] > 0
+    elif fmt == "csv":
+        header, *rows = [line for line in out.splitlines() if not line.startswith("#")]
+        assert header.startswith("run,index,unit,pass,flops")
+        frozen_bwd = [r for r in rows if r.startswith("frozen,") and ",bwd," in r]
+        assert len([r for r in rows if r.startswith("full,")]) == 2 * N_UNITS
+        assert len(frozen_bwd) == N_UNITS - FREEZE
+    else:
+        assert "## full run per unit" in out and "| --- |" in out.replace("---:", "---")
+    path = tmp_path / f"kernels.{fmt}"
+    assert main(["kernels", str(profiled[0]), "--format", fmt, "-o", str(path)]) == 0
+    assert path.read_text() == out
