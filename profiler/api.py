@@ -72,7 +72,7 @@ class Profiler:
         self._steps_started = 0
         self.samples: list[StepSample] = []
         self.plain_ms: list[float] = []
-        self.timeline: list[tuple[Label, float]] = []  # marks of the last kept step, in ms
+        self.timelines: list[list[tuple[Label, float]]] = []  # marks of each kept step, in ms
         self.saved: SavedBytes | None = None
         self.memory = Memory()
 
@@ -145,7 +145,7 @@ class Profiler:
                 self._timer = None
         if keep:
             self.samples.append(result.sample)
-            self.timeline = result.times
+            self.timelines.append(result.times)
 
     def _memory_step(self) -> Iterator[Profiler]:
         trace = AllocatorTrace(self.device) if self.device.type == "cuda" else None
@@ -185,11 +185,13 @@ class Profiler:
             )
         saved_units = self.saved.unit_bytes(len(self.units)) if self.saved else [0] * len(self.units)
         units = [self._unit_run(i, u, saved) for i, (u, saved) in enumerate(zip(self.units, saved_units))]
+        typical = median_step(self.samples)
         run = Run(
             name=name, freeze=freeze, step_ms=Stats([s.step_ms for s in self.samples]),
             phases_ms={p: Stats([s.phases_ms[p] for s in self.samples]) for p in PHASES},
             units=units, plain_step_ms=Stats(self.plain_ms or [float("nan")]),
-            memory=self.memory, timeline=timeline_spans(self.timeline, self.units),
+            memory=self.memory, timeline=timeline_spans(self.timelines[typical], self.units),
+            timeline_step=typical + 1, timeline_step_ms=self.samples[typical].step_ms,
         )
         unmarked = [u.name for u, r in zip(self.units, run.units) if u.trainable() and r.bwd_ms.median == 0]
         if unmarked:
@@ -213,6 +215,12 @@ class Profiler:
 def _model_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
+
+
+def median_step(samples: Sequence[StepSample]) -> int:
+    """The measured step whose time is the median (the lower one of an even count)."""
+    order = sorted(range(len(samples)), key=lambda i: samples[i].step_ms)
+    return order[(len(order) - 1) // 2]
 
 
 def timeline_spans(times: list[tuple[Label, float]], units: Sequence[Unit]) -> list[Span]:

@@ -364,7 +364,9 @@ class Run:
     units: list[UnitRun]
     plain_step_ms: Stats
     memory: Memory = field(default_factory=Memory)
-    timeline: list[Span] = field(default_factory=list)  # the marks of the last measured step
+    timeline: list[Span] = field(default_factory=list)  # the marks of the median measured step
+    timeline_step: int | None = None  # which measured step (1-based) the timeline is
+    timeline_step_ms: float | None = None  # its step time
     warnings: list[RunWarning] = field(default_factory=list)
     cache: CacheSection | None = None
     kernels: KernelsSection | None = None
@@ -407,6 +409,8 @@ class Run:
             "overhead_ratio": self.overhead_ratio,
             "memory": memory,
             "timeline": [asdict(s) for s in self.timeline],
+            "timeline_step": self.timeline_step,
+            "timeline_step_ms": self.timeline_step_ms,
             "warnings": [asdict(w) for w in self.warnings],
             **{name: (s.to_dict() if (s := getattr(self, name)) else None) for name in SECTIONS},
         }
@@ -423,6 +427,8 @@ class Run:
             plain_step_ms=Stats.from_dict(d["plain_step_ms"]),
             memory=Memory.from_dict(d.get("memory", {})),
             timeline=[Span(**s) for s in d.get("timeline", [])],
+            timeline_step=d.get("timeline_step"),
+            timeline_step_ms=d.get("timeline_step_ms"),
             warnings=[RunWarning(**w) for w in d.get("warnings", [])],
             **sections,
         )
