@@ -134,3 +134,24 @@ def test_kineto_lines_only_with_tlprof_debug(capfd, monkeypatch):
     with quiet_stderr():
         os.write(2, b"USDT: profiler_stop\n")
     assert "USDT" in capfd.readouterr().err
+
+
+def test_help_and_the_parser_load_neither_torch_nor_numpy():
+    """``tlprof --help`` stays well under half a second: it never imports torch or numpy."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from tlprof.cli import build_parser, main
+build_parser()
+for argv in (["--help"], ["profile", "--help"], ["kernels", "--help"], ["ceilings", "--help"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "numpy", "torchvision")))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
