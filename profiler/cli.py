@@ -76,6 +76,7 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
 def cmd_layers(args: argparse.Namespace, console: Console) -> int:
     import torch
 
+    from .layers import module_tree, record_shapes, share_text, unit_rows
     from .runner import check_freeze
     from .units import find_units, freeze
 
@@ -83,19 +84,37 @@ def cmd_layers(args: argparse.Namespace, console: Console) -> int:
     example = torch.randn(1, *spec.input_shape)
     try:
         units = find_units(spec.model, example)
+        shapes = record_shapes(spec.model, example)
     except TlprofError:
         raise
     except Exception as exc:
         msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise TlprofError(f"the model rejects input shape {spec.input_shape}: {msg}") from exc
     check_freeze(args.freeze, len(units))
+    if args.depth is not None and args.depth < 1:
+        raise TlprofError(f"--depth must be 1 or more, got {args.depth}")
     freeze(spec.model, units, args.freeze)
-    table = Table(title=f"{len(units)} units of {args.arch or args.model}")
-    for col in ("#", "unit", "stage", "block", "params", "trainable"):
-        table.add_column(col, justify="right" if col in ("#", "params") else "left", no_wrap=True)
+    total = sum(p.numel() for p in spec.model.parameters())
+    label = args.arch or args.model
+    if args.depth is not None:
+        rows = module_tree(spec.model, units, shapes, args.depth)
+        table = Table(title=f"modules of {label} to depth {args.depth} ({len(units)} units, "
+                            f"{total:,} parameters; shapes for one sample)")
+        for col in ("module", "type", "input", "output", "kernel", "params", "share", "unit"):
+            table.add_column(col, justify="right" if col in ("params", "share", "unit") else "left",
+                             no_wrap=True)
+        for r in rows:
+            table.add_row("  " * r.depth + r.name.rpartition(".")[2] if r.depth else r.name, r.kind,
+                          r.input, r.output, r.kernel, f"{r.params:,}", share_text(r.params, total), r.units)
+        console.print(table)
+        return 0
+    table = Table(title=f"{len(units)} units of {label} ({total:,} parameters; shapes for one sample)")
+    for col in ("#", "unit", "stage", "block", "input", "output", "kernel", "params", "share", "trainable"):
+        table.add_column(col, justify="right" if col in ("#", "params", "share") else "left", no_wrap=True)
     table.add_column("also owns", overflow="fold")
-    for u in units:
-        table.add_row(str(u.index), u.name, u.stage, u.block, f"{u.param_count:,}",
+    for u, r in zip(units, unit_rows(spec.model, units, shapes)):
+        table.add_row(str(u.index), u.name, u.stage, u.block, r.input, r.output, r.kernel,
+                      f"{u.param_count:,}", share_text(u.param_count, total),
                       "yes" if u.trainable() else "frozen", _owned_text(u.name, u.modules[1:]))
     console.print(table)
     return 0
@@ -120,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("layers", help="list the model's units and what each owns")
     add_model_args(p)
     p.add_argument("--freeze", type=int, default=0, metavar="N")
+    p.add_argument("--depth", type=int, metavar="D",
+                   help="the module tree to depth D (1 = the model's children) instead of the units")
     p.set_defaults(func=cmd_layers)
 
     for part in (reports_cli, kernels_cli, nv_cli):  # commands that live with their parts
