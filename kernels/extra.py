@@ -60,10 +60,13 @@ class KernelsExtra:
         flops, acts = count_flops(ctx.model, ctx.units, lambda inst: ctx.train_step(inst))
         for text in _flop_warnings(flops, ctx):
             run.warn("kernels", text)
-        for record, (fwd, bwd) in zip(run.units, zip(flops.fwd, flops.bwd)):
-            record.kernels = UnitKernels(flops_fwd=fwd, flops_bwd=bwd)
+        for i, record in enumerate(run.units):
+            record.kernels = UnitKernels(flops_fwd=flops.fwd[i], flops_bwd=flops.bwd[i],
+                                         flops_other_fwd=flops.other_fwd[i],
+                                         flops_other_bwd=flops.other_bwd[i])
         _store_bytes(run, acts, ctx.cfg.precision, self.ceilings)
-        run.kernels = KernelsSection(flops_phases=flops.phases, flop_threads=flops.threads,
+        run.kernels = KernelsSection(flops_phases=flops.phases, flops_by_op=flops.by_op,
+                                     flops_other_by_op=flops.other_by_op, flop_threads=flops.threads,
                                      ceilings=self.ceilings)
         if self.breakdown:
             self._tell(f"{ctx.run} run: kernels per unit under torch.profiler (one more step)…")

@@ -124,8 +124,10 @@ class UnitInfo:
 class UnitKernels:
     """What ``--kernels`` measured for one unit (see docs/kernels.md)."""
 
-    flops_fwd: int = 0
+    flops_fwd: int = 0  # matmul and convolution (torch.utils.flop_counter)
     flops_bwd: int = 0
+    flops_other_fwd: int = 0  # BatchNorm, ReLU, pooling, add (docs/kernels.md)
+    flops_other_bwd: int = 0
     act_in_bytes: int = 0
     act_out_bytes: int = 0
     bytes_fwd: int = 0  # lower-bound traffic
@@ -306,6 +308,8 @@ class KernelsSection:
 
     source: str | None = None  # "cuda kernels" | "cpu ops"
     flops_phases: dict[str, int] = field(default_factory=dict)  # FLOPs outside units
+    flops_by_op: dict[str, int] = field(default_factory=dict)  # operator -> FLOPs of one step
+    flops_other_by_op: dict[str, int] = field(default_factory=dict)  # BatchNorm, ReLU, pooling, add
     flop_threads: dict[str, int] = field(default_factory=dict)
     ceilings: Ceilings | None = None
     kernel_agreement: float | None = None  # kernel sum / measured time, units that ran kernels
