@@ -126,8 +126,8 @@ class UnitKernels:
 
     flops_fwd: int = 0  # matmul and convolution (torch.utils.flop_counter)
     flops_bwd: int = 0
-    flops_other_fwd: int = 0  # BatchNorm, ReLU, pooling, add (docs/kernels.md)
-    flops_other_bwd: int = 0
+    flops_other_fwd: int | None = None  # BatchNorm, ReLU, pooling, add (docs/kernels.md); None: not counted
+    flops_other_bwd: int | None = None
     act_in_bytes: int = 0
     act_out_bytes: int = 0
     bytes_fwd: int = 0  # lower-bound traffic

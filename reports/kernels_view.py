@@ -159,8 +159,8 @@ def flops_by_op_table(name: str, run: Run) -> Table | None:
 def run_summary(name: str, run: Run) -> Text:
     total_fwd = sum(_kernels(u).flops_fwd for u in run.units)
     total_bwd = sum(_kernels(u).flops_bwd for u in run.units)
-    other_fwd = sum(_kernels(u).flops_other_fwd for u in run.units)
-    other_bwd = sum(_kernels(u).flops_other_bwd for u in run.units)
+    other_fwd = sum(_kernels(u).flops_other_fwd or 0 for u in run.units)
+    other_bwd = sum(_kernels(u).flops_other_bwd or 0 for u in run.units)
     text = Text(f"{name}: units {fmt_si(total_fwd)}FLOP forward, {fmt_si(total_bwd)}FLOP backward")
     if other_fwd or other_bwd:
         text.append(f" (+ other: {fmt_si(other_fwd)}FLOP forward, {fmt_si(other_bwd)}FLOP backward)")
