@@ -15,10 +15,13 @@ ATen ops and their time is their host duration.
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 import threading
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -133,6 +136,35 @@ def _device_kernels(range_evt) -> Iterable[tuple[str, float]]:
             yield k.name, k.duration / 1e3
 
 
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Kineto's C++ side prints ``USDT: … profiler_start/stop`` straight to fd 2: send fd 2 to a
+    scratch file while the profiler starts and stops, then replay what was not Kineto's.
+    ``TLPROF_DEBUG`` leaves fd 2 alone."""
+    if os.environ.get("TLPROF_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as scratch:
+        os.dup2(scratch.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            scratch.seek(0)
+            kept = [line for line in scratch.read().decode(errors="replace").splitlines(keepends=True)
+                    if not _kineto_line(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+
+
+def _kineto_line(line: str) -> bool:
+    return line.startswith(("USDT:", "STAGE:")) or "kineto" in line.lower() or "ActivityProfiler" in line
+
+
 def profile_step(step: Callable[[], None], device: torch.device):
     """Run ``step`` under torch.profiler; returns its function events."""
     from torch.profiler import ProfilerActivity, profile
@@ -142,8 +174,14 @@ def profile_step(step: Callable[[], None], device: torch.device):
         activities.append(ProfilerActivity.CUDA)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Profiler clears events")  # one cycle is all
-        with profile(activities=activities) as prof:
+        prof = profile(activities=activities)
+        with quiet_stderr():
+            prof.start()
+        try:
             step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
+        finally:
+            with quiet_stderr():
+                prof.stop()
         return prof.events()

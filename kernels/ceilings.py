@@ -7,20 +7,29 @@ buffer into another (bytes read + bytes written). On the CPU each precision's
 ``max_product_ms``: a CPU without fast fp16 takes seconds for one 1024³ product,
 which would make the measurement minutes of silence. CUDA is timed with events on
 the current stream, the CPU with the host clock.
+
+Measured figures are cached per device name and torch version (and thread count
+on the CPU) under ``$TLPROF_CACHE`` or ``~/.cache/tlprof``: ``cached_ceilings``
+reads them back, ``tlprof ceilings --refresh`` measures again.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from tlprof.document import Ceilings
+from tlprof.document import Ceilings, RunDocumentError, read_json_document, save_json
 from tlprof.runner import device_name
+
+Notify = Callable[[str], None]
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
           "fp16": torch.float16}
@@ -47,17 +56,51 @@ def supported_precisions(device: torch.device) -> list[str]:
     return ["fp32", "tf32", *bf16, "fp16"]
 
 
-def measure_ceilings(device: torch.device, sizes: CeilingSizes | None = None) -> Ceilings:
+def cache_path(device: torch.device) -> Path:
+    """One file per device name, torch version and (on the CPU) thread count."""
+    root = Path(os.environ.get("TLPROF_CACHE") or Path.home() / ".cache" / "tlprof")
+    threads = f"-{torch.get_num_threads()}threads" if device.type != "cuda" else ""
+    key = f"{device.type}-{device_name(device)}-torch{torch.__version__}{threads}"
+    return root / "ceilings" / (re.sub(r"[^A-Za-z0-9.+-]+", "_", key).strip("_") + ".json")
+
+
+def cached_ceilings(device: torch.device, refresh: bool = False, notify: Notify | None = None) -> Ceilings:
+    """The cached figures for this device and torch version, else measured (and cached)."""
+    tell = notify or (lambda _text: None)
+    path = cache_path(device)
+    if not refresh and path.exists():
+        try:
+            ceilings = Ceilings.from_dict(read_json_document(path))
+            tell(f"ceilings cached from {path} (tlprof ceilings --refresh measures again)")
+            return ceilings
+        except (RunDocumentError, TypeError, ValueError, AttributeError):
+            tell(f"ceilings cache {path} is unreadable: measuring again")
+    ceilings = measure_ceilings(device, notify=notify)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_json(ceilings.to_dict(), path)
+        tell(f"ceilings cached in {path}")
+    except OSError as exc:
+        tell(f"ceilings not cached: {path}: {exc.strerror}")
+    return ceilings
+
+
+def measure_ceilings(device: torch.device, sizes: CeilingSizes | None = None,
+                     notify: Notify | None = None) -> Ceilings:
     sizes = sizes or (CUDA_SIZES if device.type == "cuda" else CPU_SIZES)
     timer = _timer(device)
     samples: dict[str, list[float]] = {}
     tflops: dict[str, float] = {}
     chosen: dict[str, int] = {}
     for precision in supported_precisions(device):
+        if notify:
+            notify(f"measuring ceilings on {device}: matmul {precision}…")
         with _matmul_precision(precision):
             n = chosen[precision] = _matmul_size(device, precision, sizes)
             samples[f"matmul_{precision}"] = _matmul_ms(device, precision, n, sizes, timer)
         tflops[precision] = 2 * n**3 / (statistics.median(samples[f"matmul_{precision}"]) * 1e9)
+    if notify:
+        notify(f"measuring ceilings on {device}: copy bandwidth…")
     samples["copy"] = _copy_ms(device, sizes, timer)
     gbps = 2 * sizes.copy_bytes / (statistics.median(samples["copy"]) * 1e6)
     return Ceilings(str(device), device_name(device), tflops, gbps, max(chosen.values()),

@@ -12,7 +12,7 @@ outside units, kernel agreement); warnings go to the run's warnings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tlprof.clock import clock_for
@@ -22,7 +22,7 @@ from tlprof.marks import Label, StepSample
 from tlprof.runner import RunContext
 
 from .breakdown import LabelKernels, RangeMarks, breakdown, profile_step
-from .ceilings import Ceilings, measure_ceilings
+from .ceilings import Ceilings, cached_ceilings, measure_ceilings
 from .flops import StepFlops, UnitActivation, count_flops
 from .roofline import UnitBytes, intensity, roofline_point
 
@@ -37,28 +37,46 @@ WARN_MIN_SHARE = 0.02
 
 @dataclass
 class KernelsExtra:
-    """A ``RunExtra``; pass ``ceilings`` to reuse figures measured before."""
+    """A ``RunExtra``; pass ``ceilings`` to reuse figures measured before.
+
+    ``cache``: read and write the ceilings cache (``ceilings.cached_ceilings``);
+    ``notify``: called with a line as each slow part starts (the CLI prints it).
+    """
 
     breakdown: bool = True
     top: int = 10
     ceilings: Ceilings | None = None
     measure: bool = True  # measure the ceilings if none were given
+    cache: bool = True
+    notify: Callable[[str], None] | None = None
 
     def after_run(self, ctx: RunContext, run: Run) -> None:
         stale = self.ceilings is not None and self.ceilings.device != str(ctx.work.device)
         if (self.ceilings is None or stale) and self.measure:
-            self.ceilings = measure_ceilings(ctx.work.device)
+            device = ctx.work.device
+            self.ceilings = (cached_ceilings(device, notify=self.notify) if self.cache
+                             else measure_ceilings(device, notify=self.notify))
+        self._tell(f"{ctx.run} run: counting FLOPs and bytes (one more step)…")
         flops, acts = count_flops(ctx.model, ctx.units, lambda inst: ctx.train_step(inst))
         for text in _flop_warnings(flops, ctx):
             run.warn("kernels", text)
-        for record, (fwd, bwd) in zip(run.units, zip(flops.fwd, flops.bwd)):
-            record.kernels = UnitKernels(flops_fwd=fwd, flops_bwd=bwd)
+        for i, record in enumerate(run.units):
+            record.kernels = UnitKernels(flops_fwd=flops.fwd[i], flops_bwd=flops.bwd[i],
+                                         flops_other_fwd=flops.other_fwd[i],
+                                         flops_other_bwd=flops.other_bwd[i])
         _store_bytes(run, acts, ctx.cfg.precision, self.ceilings)
-        run.kernels = KernelsSection(flops_phases=flops.phases, flop_threads=flops.threads,
+        run.kernels = KernelsSection(flops_phases=flops.phases, flops_by_op=flops.by_op,
+                                     flops_other_by_op=flops.other_by_op, flop_threads=flops.threads,
                                      ceilings=self.ceilings)
         if self.breakdown:
+            self._tell(f"{ctx.run} run: kernels per unit under torch.profiler (one more step)…")
             step = _profile_kernels(ctx)
             _store_kernels(run, step, self.top, ctx.work.device.type == "cuda")
+
+
+    def _tell(self, text: str) -> None:
+        if self.notify:
+            self.notify(text)
 
 
 def _flop_warnings(flops: StepFlops, ctx: RunContext) -> list[str]:

@@ -7,6 +7,12 @@ formula count, chiefly matmul and convolution), and charges it to the label the
 actually ran: a unit whose input needs no grad (the stem, the first trainable
 unit of a frozen run) computes only its weight gradient, a frozen unit nothing.
 
+Other FLOPs: the ops ``flop_registry`` leaves at zero but fvcore, thop and
+calflops count (BatchNorm, ReLU, pooling, add) are priced by ``OTHER_FLOPS``
+and kept apart, per unit (``other_fwd``/``other_bwd``), so the registry's
+figures stay comparable with ``FlopCounterMode``; both are also tallied per
+operator (``by_op``). The convention is in docs/kernels.md.
+
 Threads: the mode is entered on the calling thread. The autograd engine copies
 the caller's thread-local state, dispatch modes included, into each backward
 worker thread (CUDA runs backward on a device thread), which is also why
@@ -19,11 +25,12 @@ show no backward FLOPs at all is reported, not silently stored as zeros.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -47,13 +54,74 @@ _METADATA_OPS = {
 }
 
 
+def _numel(t: object) -> int:
+    return t.numel() if isinstance(t, torch.Tensor) else 0
+
+
+def _first(value: object) -> object:
+    return value[0] if isinstance(value, (tuple, list)) and value else value
+
+
+def _window(kernel: object) -> int:
+    sizes = [kernel] * 2 if isinstance(kernel, int) else list(kernel)
+    return math.prod(sizes) if len(sizes) > 1 else sizes[0] ** 2
+
+
+def _per_input(k: int) -> Callable[..., int]:
+    return lambda args, out: k * _numel(args[0])
+
+
+def _per_output(k: int) -> Callable[..., int]:
+    return lambda args, out: k * _numel(_first(out))
+
+
+def _pool(args, out) -> int:
+    """Window size per output element; the backward pays the same per gradient element."""
+    return _window(args[1]) * _numel(_first(out))
+
+
+def _pool_backward(args, out) -> int:
+    return _window(args[2]) * _numel(args[0])
+
+
+OTHER_FLOPS: dict[object, Callable[..., int]] = {
+    # BatchNorm: x − μ, × 1/σ, × γ, + β per element; backward twice that
+    _aten.native_batch_norm: _per_input(4),
+    _aten._native_batch_norm_legit: _per_input(4),
+    _aten._native_batch_norm_legit_no_training: _per_input(4),
+    _aten.cudnn_batch_norm: _per_input(4),
+    _aten.native_batch_norm_backward: _per_input(8),
+    _aten.cudnn_batch_norm_backward: _per_input(8),
+    # ReLU: one comparison per element, forward and backward
+    _aten.relu: _per_input(1),
+    _aten.relu_: _per_input(1),
+    _aten.threshold_backward: _per_input(1),
+    # pooling
+    _aten.max_pool2d_with_indices: _pool,
+    _aten.max_pool2d: _pool,
+    _aten.avg_pool2d: _pool,
+    _aten.max_pool2d_with_indices_backward: _pool_backward,
+    _aten.avg_pool2d_backward: lambda args, out: _window(args[2]) * _numel(args[0]),
+    _aten._adaptive_avg_pool2d: _per_input(1),
+    _aten._adaptive_avg_pool2d_backward: _per_output(1),
+    _aten.mean: _per_input(1),  # adaptive average pooling to 1×1 runs as a mean
+    # add: one per output element (residual adds, gradient accumulation)
+    _aten.add: _per_output(1),
+    _aten.add_: _per_output(1),
+}
+
+
 class LabelFlopCounter(TorchDispatchMode):
-    """Prices each op with ``flop_registry`` and charges it to the label running now."""
+    """Prices each op with ``flop_registry`` (and ``OTHER_FLOPS``, kept apart) and charges it to
+    the label running now."""
 
     def __init__(self, current: Callable[[], Label]) -> None:
         super().__init__()
         self._current = current
         self.by_label: dict[Label, int] = defaultdict(int)
+        self.other_by_label: dict[Label, int] = defaultdict(int)
+        self.by_op: dict[str, int] = defaultdict(int)
+        self.other_by_op: dict[str, int] = defaultdict(int)
         self.threads: dict[str, set[int]] = defaultdict(set)  # label kind -> thread ids
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -61,6 +129,13 @@ class LabelFlopCounter(TorchDispatchMode):
         if func in _METADATA_OPS:
             return NotImplemented
         formula = flop_registry.get(func._overloadpacket)
+        other = OTHER_FLOPS.get(func._overloadpacket)
+        if other is not None:
+            out = func(*args, **kwargs)
+            flops = int(other(args, out))
+            self.other_by_label[self._current()] += flops
+            self.other_by_op[func._overloadpacket.__name__] += flops
+            return out
         if formula is None:
             if func is not torch.ops.prim.device.default:
                 with self:  # as FlopCounterMode: an op with no formula may decompose into some
@@ -70,7 +145,9 @@ class LabelFlopCounter(TorchDispatchMode):
             return func(*args, **kwargs)
         out = func(*args, **kwargs)
         label = self._current()
-        self.by_label[label] += int(formula(*args, **kwargs, out_val=out))
+        flops = int(formula(*args, **kwargs, out_val=out))
+        self.by_label[label] += flops
+        self.by_op[func._overloadpacket.__name__] += flops
         self.threads[label[0]].add(threading.get_ident())
         return out
 
@@ -81,6 +158,10 @@ class StepFlops:
     bwd: list[int]
     phases: dict[str, int]  # FLOPs outside units (loss, optimizer...)
     threads: dict[str, int]  # pass kind ("fwd", "bwd", "phase") -> threads that ran counted ops
+    other_fwd: list[int] = field(default_factory=list)  # OTHER_FLOPS per unit, index i-1
+    other_bwd: list[int] = field(default_factory=list)
+    by_op: dict[str, int] = field(default_factory=dict)  # operator -> FLOPs of the whole step
+    other_by_op: dict[str, int] = field(default_factory=dict)  # the same for OTHER_FLOPS
 
 
 @dataclass
@@ -155,9 +236,16 @@ def count_flops(
 
 def _step_flops(counter: LabelFlopCounter, n_units: int) -> StepFlops:
     a = charge(counter.by_label, n_units)
+    o = charge(counter.other_by_label, n_units)
     threads = {kind: len(ids) for kind, ids in counter.threads.items()}
     return StepFlops([int(f) for f in a.fwd], [int(b) for b in a.bwd],
-                     {k: int(v) for k, v in a.phases.items() if v}, threads)
+                     {k: int(v) for k, v in a.phases.items() if v}, threads,
+                     [int(f) for f in o.fwd], [int(b) for b in o.bwd],
+                     _largest_first(counter.by_op), _largest_first(counter.other_by_op))
+
+
+def _largest_first(by_op: dict[str, int]) -> dict[str, int]:
+    return dict(sorted(((k, int(v)) for k, v in by_op.items() if v), key=lambda kv: -kv[1]))
 
 
 def forward_flops(model: nn.Module, units: Sequence[Unit], x: torch.Tensor) -> StepFlops:

@@ -77,7 +77,7 @@ class Profiler:
         self.samples: list[StepSample] = []
         self.plain_ms: list[float] = []
         self.cpu_ms: list[float] = []  # the process's CPU time in each kept instrumented step
-        self.timeline: list[tuple[Label, float]] = []  # marks of the last kept step, in ms
+        self.timelines: list[list[tuple[Label, float]]] = []  # marks of each kept step, in ms
         self.saved: SavedBytes | None = None
         self.grads: GradientWatch | None = None  # which parameters the memory step's gradient reached
         self.memory = Memory()
@@ -164,7 +164,7 @@ class Profiler:
         if keep:
             self.cpu_ms.append((time.process_time_ns() - cpu_start) / 1e6)
             self.samples.append(result.sample)
-            self.timeline = result.times
+            self.timelines.append(result.times)
 
     def _memory_step(self) -> Iterator[Profiler]:
         trace = AllocatorTrace(self.device) if self.device.type == "cuda" else None
@@ -205,11 +205,13 @@ class Profiler:
             )
         saved_units = self.saved.unit_bytes(len(self.units)) if self.saved else [0] * len(self.units)
         units = [self._unit_run(i, u, saved) for i, (u, saved) in enumerate(zip(self.units, saved_units))]
+        typical = median_step(self.samples)
         run = Run(
             name=name, freeze=freeze, step_ms=Stats([s.step_ms for s in self.samples]),
             phases_ms={p: Stats([s.phases_ms[p] for s in self.samples]) for p in PHASES},
             units=units, plain_step_ms=Stats(self.plain_ms or [float("nan")]), cpu_ms=Stats(self.cpu_ms),
-            memory=self.memory, timeline=timeline_spans(self.timeline, self.units),
+            memory=self.memory, timeline=timeline_spans(self.timelines[typical], self.units),
+            timeline_step=typical + 1, timeline_step_ms=self.samples[typical].step_ms,
         )
         annotate_run(run, self.units, self.grads, self.saved)
         return run
@@ -228,6 +230,12 @@ class Profiler:
 def _model_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
+
+
+def median_step(samples: Sequence[StepSample]) -> int:
+    """The measured step whose time is the median (the lower one of an even count)."""
+    order = sorted(range(len(samples)), key=lambda i: samples[i].step_ms)
+    return order[(len(order) - 1) // 2]
 
 
 def timeline_spans(times: list[tuple[Label, float]], units: Sequence[Unit]) -> list[Span]:

@@ -10,7 +10,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from functools import partial
 
 from rich.console import Console
 from rich.table import Table
@@ -25,10 +24,11 @@ from .cli_args import (
     add_run_args,
     check_writable,
     config_from_args,
+    make_console,
     model_from_args,
-    progress_bar,
+    run_progress,
 )
-from .errors import TlprofError
+from .errors import TlprofError, say
 
 
 def add_profile_args(p: argparse.ArgumentParser) -> None:
@@ -56,23 +56,18 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
     spec = model_from_args(args)
     cfg, notes = config_from_args(args, spec.input_shape)
     if notes and not args.quiet:
-        print("tlprof: using " + ", ".join(notes), file=sys.stderr)
+        say("using " + ", ".join(notes))
     listeners = nv_cli.profile_listeners(args, cfg)  # see every mark (NVTX ranges)
     extras = kernels_cli.profile_extras(args) + nv_cli.profile_extras(args, cfg)  # after each run
-    run = partial(profile_model, spec.model, cfg, meta=spec.description,
-                  listeners=listeners, extras=extras)
-    if args.quiet:
-        profile = run()
-    else:
-        with progress_bar(console) as bar:
-            tasks = {m: bar.add_task(m, total=cfg.steps_per_run) for m in cfg.runs}
-            profile = run(progress=lambda name, done, _n: bar.update(tasks[name], completed=done))
+    with run_progress(console, args.quiet) as progress:
+        profile = profile_model(spec.model, cfg, meta=spec.description, listeners=listeners,
+                                extras=extras, progress=progress)
     if args.json:
         profile.save(args.json)
     if not args.quiet:
         console.print(profile_view(profile))
         if args.json:
-            console.print(f"profile written to {args.json}", style="dim")
+            say(f"profile written to {args.json}")
     kernels_cli.after_profile(args, profile, console)
     nv_cli.after_profile(args, profile, console)
     return 0
@@ -81,31 +76,51 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
 def cmd_layers(args: argparse.Namespace, console: Console) -> int:
     import torch
 
+    from .layers import module_tree, record_shapes, share_text, unit_rows
     from .runner import ProfileConfig, check_freeze
     from .units import find_units, freeze
     from .workload import EXAMPLE_ROWS, as_spec, eager, make_batch
 
     spec = model_from_args(args)
     target = as_spec(spec.model)
+    model = target.model
     cfg = ProfileConfig(batch_size=1, input_shape=spec.input_shape, input_dtype=args.input_dtype,
                         input_max=args.input_max)
     example = make_batch(target, cfg, torch.device("cpu"), rows=EXAMPLE_ROWS)
-    with eager(target.model):
+    with eager(model):
         try:
-            units = find_units(target.model, example)
+            units = find_units(model, example)
+            shapes = record_shapes(model, tuple(t[:1] for t in example))  # one sample's shapes
         except TlprofError:
             raise
         except Exception as exc:
             msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise TlprofError(f"the model rejects input shape {spec.input_shape}: {msg}") from exc
     check_freeze(args.freeze, len(units))
-    freeze(target.model, units, args.freeze)
-    table = Table(title=f"{len(units)} units of {args.arch or args.model}")
-    for col in ("#", "unit", "stage", "block", "params", "trainable"):
-        table.add_column(col, justify="right" if col in ("#", "params") else "left", no_wrap=True)
+    if args.depth is not None and args.depth < 1:
+        raise TlprofError(f"--depth must be 1 or more, got {args.depth}")
+    freeze(model, units, args.freeze)
+    total = sum(p.numel() for p in model.parameters())
+    label = args.arch or args.model
+    if args.depth is not None:
+        rows = module_tree(model, units, shapes, args.depth)
+        table = Table(title=f"modules of {label} to depth {args.depth} ({len(units)} units, "
+                            f"{total:,} parameters; shapes for one sample)")
+        for col in ("module", "type", "input", "output", "kernel", "params", "share", "unit"):
+            table.add_column(col, justify="right" if col in ("params", "share", "unit") else "left",
+                             no_wrap=True)
+        for r in rows:
+            table.add_row("  " * r.depth + r.name.rpartition(".")[2] if r.depth else r.name, r.kind,
+                          r.input, r.output, r.kernel, f"{r.params:,}", share_text(r.params, total), r.units)
+        console.print(table)
+        return 0
+    table = Table(title=f"{len(units)} units of {label} ({total:,} parameters; shapes for one sample)")
+    for col in ("#", "unit", "stage", "block", "input", "output", "kernel", "params", "share", "trainable"):
+        table.add_column(col, justify="right" if col in ("#", "params", "share") else "left", no_wrap=True)
     table.add_column("also owns", overflow="fold")
-    for u in units:
-        table.add_row(str(u.index), u.name, u.stage, u.block, f"{u.param_count:,}",
+    for u, r in zip(units, unit_rows(model, units, shapes)):
+        table.add_row(str(u.index), u.name, u.stage, u.block, r.input, r.output, r.kernel,
+                      f"{u.param_count:,}", share_text(u.param_count, total),
                       "yes" if u.trainable() else "frozen", _owned_text(u.name, u.modules[1:]))
     console.print(table)
     return 0
@@ -130,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("layers", help="list the model's units and what each owns")
     add_model_args(p)
     p.add_argument("--freeze", type=int, default=0, metavar="N")
+    p.add_argument("--depth", type=int, metavar="D",
+                   help="the module tree to depth D (1 = the model's children) instead of the units")
     p.set_defaults(func=cmd_layers)
 
     for part in (reports_cli, kernels_cli, nv_cli):  # commands that live with their parts
@@ -139,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
+    console = make_console()
     try:
         return args.func(args, console)
     except TlprofError as exc:

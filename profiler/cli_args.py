@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .defaults import CPU, CUDA, INPUT_DTYPES, LOSSES
 from .errors import TlprofError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
     from torch import nn
 
     from .runner import ProfileConfig
@@ -136,8 +140,62 @@ def check_writable(path: str | None, option: str) -> None:
         raise TlprofError(f"{option} {path}: the file exists and is not writable")
 
 
+PIPE_WIDTH = 200  # columns of output that is not a terminal: no unit name or number cut
+
+
+def make_console() -> Console:
+    """The terminal's width on a terminal; piped or redirected, wide enough to cut nothing."""
+    probe = Console()
+    if probe.is_terminal:
+        return probe
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    return Console(width=max(columns, PIPE_WIDTH), soft_wrap=False)
+
+
 def progress_bar(console: Console) -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=console, transient=True,
     )
+
+
+@dataclass
+class PlainProgress:
+    """Off a terminal: one line on stderr as each run finishes, no bar."""
+
+    started: float = field(default_factory=time.perf_counter)
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if done < total:
+            return
+        now = time.perf_counter()
+        print(f"tlprof: {name} run: {total} steps in {now - self.started:.1f} s", file=sys.stderr)
+        self.started = now
+
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@contextmanager
+def run_progress(console: Console, quiet: bool) -> Iterator[ProgressFn | None]:
+    """A bar per run on a terminal, a line per run elsewhere, nothing with --quiet."""
+    if quiet:
+        yield None
+        return
+    if not console.is_terminal:
+        yield PlainProgress()
+        return
+    with progress_bar(console) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done)
+
+        yield progress

@@ -131,8 +131,10 @@ class UnitInfo:
 class UnitKernels:
     """What ``--kernels`` measured for one unit (see docs/kernels.md)."""
 
-    flops_fwd: int = 0
+    flops_fwd: int = 0  # matmul and convolution (torch.utils.flop_counter)
     flops_bwd: int = 0
+    flops_other_fwd: int | None = None  # BatchNorm, ReLU, pooling, add (docs/kernels.md); None: not counted
+    flops_other_bwd: int | None = None
     act_in_bytes: int = 0
     act_out_bytes: int = 0
     bytes_fwd: int = 0  # lower-bound traffic
@@ -318,6 +320,8 @@ class KernelsSection:
 
     source: str | None = None  # "cuda kernels" | "cpu ops"
     flops_phases: dict[str, int] = field(default_factory=dict)  # FLOPs outside units
+    flops_by_op: dict[str, int] = field(default_factory=dict)  # operator -> FLOPs of one step
+    flops_other_by_op: dict[str, int] = field(default_factory=dict)  # BatchNorm, ReLU, pooling, add
     flop_threads: dict[str, int] = field(default_factory=dict)
     ceilings: Ceilings | None = None
     kernel_agreement: float | None = None  # kernel sum / measured time, units that ran kernels
@@ -377,7 +381,9 @@ class Run:
     plain_step_ms: Stats
     cpu_ms: Stats = field(default_factory=Stats)  # process CPU time per instrumented step
     memory: Memory = field(default_factory=Memory)
-    timeline: list[Span] = field(default_factory=list)  # the marks of the last measured step
+    timeline: list[Span] = field(default_factory=list)  # the marks of the median measured step
+    timeline_step: int | None = None  # which measured step (1-based) the timeline is
+    timeline_step_ms: float | None = None  # its step time
     warnings: list[RunWarning] = field(default_factory=list)
     cache: CacheSection | None = None
     kernels: KernelsSection | None = None
@@ -421,6 +427,8 @@ class Run:
             "cpu_ms": self.cpu_ms.to_dict(),
             "memory": memory,
             "timeline": [asdict(s) for s in self.timeline],
+            "timeline_step": self.timeline_step,
+            "timeline_step_ms": self.timeline_step_ms,
             "warnings": [asdict(w) for w in self.warnings],
             **{name: (s.to_dict() if (s := getattr(self, name)) else None) for name in SECTIONS},
         }
@@ -438,9 +446,49 @@ class Run:
             cpu_ms=Stats.from_dict(d.get("cpu_ms", {"samples": []})),
             memory=Memory.from_dict(d.get("memory", {})),
             timeline=[Span(**s) for s in d.get("timeline", [])],
+            timeline_step=d.get("timeline_step"),
+            timeline_step_ms=d.get("timeline_step_ms"),
             warnings=[RunWarning(**w) for w in d.get("warnings", [])],
             **sections,
         )
+
+
+# -- checks on load -----------------------------------------------------------------------
+
+
+def _bad_sample(samples: list[float]) -> str | None:
+    for x in samples:
+        if math.isnan(x):
+            return "a sample is not a number (NaN or null)"
+        if math.isinf(x):
+            return f"sample {x} is not finite"
+        if x < 0:
+            return f"sample {x:.3g} is negative"
+    return None
+
+
+def _run_figures(run: Run) -> list[tuple[str, Stats]]:
+    figures = [("step_ms", run.step_ms)]
+    figures += [(f"phases_ms.{name}", s) for name, s in run.phases_ms.items()]
+    if not all(math.isnan(x) for x in run.plain_step_ms.samples):  # all null: not measured
+        figures.append(("plain_step_ms", run.plain_step_ms))
+    for i, u in enumerate(run.units):
+        figures += [(f"units[{i}].fwd_ms", u.fwd_ms), (f"units[{i}].bwd_ms", u.bwd_ms)]
+    if run.cache is not None:
+        figures.append(("cache.features_ms", run.cache.features_ms))
+    return figures
+
+
+def check_run(run: Run, where: str) -> None:
+    """Every time sample finite and ≥ 0, or one line naming the first that is not.
+
+    A plain step whose samples are all null is allowed: a user loop too short for
+    one plain step saves ``[null]`` ("not measured").
+    """
+    for name, stats in _run_figures(run):
+        problem = _bad_sample(stats.samples)
+        if problem:
+            raise RunDocumentError(f"{where}.{name}: {problem}")
 
 
 # -- the document -------------------------------------------------------------------------
@@ -476,13 +524,16 @@ class RunDocument:
         elif schema != SCHEMA:
             raise RunDocumentError(f"not a tlprof run document (schema {schema!r}, expected {SCHEMA!r})")
         try:
-            return cls(
+            doc = cls(
                 meta=Meta.from_dict(dict(d["meta"])),
                 units=[UnitInfo.from_dict(u) for u in d["units"]],
                 runs={name: Run.from_dict(r) for name, r in d["runs"].items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RunDocumentError(f"incomplete tlprof run document: missing or bad {exc}") from exc
+        for name, run in doc.runs.items():
+            check_run(run, f"runs.{name}")
+        return doc
 
     def save(self, path: str | Path) -> None:
         save_json(self.to_dict(), path)
@@ -634,7 +685,7 @@ class Sweep:
         elif schema != SWEEP_SCHEMA:
             raise RunDocumentError(f"not a tlprof sweep document (schema {schema!r})")
         try:
-            return cls(
+            sweep = cls(
                 meta=Meta.from_dict(dict(d["meta"])), units=[UnitInfo.from_dict(u) for u in d["units"]],
                 full=Run.from_dict(d["full"]),
                 points=[SweepPoint(int(p["freeze"]), {k: Run.from_dict(r) for k, r in p["runs"].items()})
@@ -643,6 +694,11 @@ class Sweep:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RunDocumentError(f"incomplete tlprof sweep document: missing or bad {exc}") from exc
+        check_run(sweep.full, "full")
+        for i, point in enumerate(sweep.points):
+            for name, run in point.runs.items():
+                check_run(run, f"points[{i}].runs.{name}")
+        return sweep
 
     def save(self, path: str | Path) -> None:
         save_json(self.to_dict(), path)

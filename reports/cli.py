@@ -9,10 +9,10 @@ from pathlib import Path
 
 from rich.console import Console, RenderableType
 
-from tlprof.cli_args import add_run_args, check_writable, config_from_args, model_from_args, progress_bar
+from tlprof.cli_args import add_run_args, check_writable, config_from_args, model_from_args, run_progress
 from tlprof.document import RunDocument, RunDocumentError, Sweep
 from tlprof.document import read_document as _read
-from tlprof.errors import TlprofError
+from tlprof.errors import TlprofError, say
 from tlprof.reports.builder import DEFAULT_MODELS, GRANULARITIES, ReportOptions, build_report
 from tlprof.reports.compare import compare, compare_csv, compare_json, compare_markdown, compare_view
 from tlprof.reports.render import FORMATS, TEXT_WIDTH, render, write_plots
@@ -84,7 +84,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
             target.write_text(sweep_svg(rep) + "\n")
             print(f"plot (SVG) written: {target}", file=sys.stderr)
         if args.format == "rich":
-            emit(console, _plain(sweep_view(rep)) if args.output else None, sweep_view(rep),
+            emit(console, plain_text(sweep_view(rep)) if args.output else None, sweep_view(rep),
                  args.output)
         else:
             emit(console, render_sweep(rep, args.format), None, args.output)
@@ -103,7 +103,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _plain(renderable: RenderableType) -> str:
+def plain_text(renderable: RenderableType) -> str:
     console = Console(width=TEXT_WIDTH, color_system=None, record=True, file=io.StringIO())
     console.print(renderable)
     return console.export_text()
@@ -116,7 +116,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         raise TlprofError(f"{args.a} and {args.b} have no run in common "
                           f"({', '.join(a.runs)} vs {', '.join(b.runs)})")
     if args.format == "rich":
-        emit(console, _plain(compare_view(comp)) if args.output else None, compare_view(comp),
+        emit(console, plain_text(compare_view(comp)) if args.output else None, compare_view(comp),
              args.output)
         return 0
     renderers = {"markdown": compare_markdown, "csv": compare_csv, "json": compare_json}
@@ -133,26 +133,16 @@ def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
     base_args = argparse.Namespace(**{**vars(args), "freeze": 0, "runs": "full"})
     cfg, notes = config_from_args(base_args, spec.input_shape)
     if notes and not args.quiet:
-        print("tlprof: using " + ", ".join(notes), file=sys.stderr)
+        say("using " + ", ".join(notes))
     runs = SWEEP_RUNS[args.runs]
-    if args.quiet:
-        sweep = run_sweep(spec.model, cfg, depths, runs, meta=spec.description)
-    else:
-        with progress_bar(console) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(name: str, done: int, total: int) -> None:
-                if name not in tasks:
-                    tasks[name] = bar.add_task(name, total=total)
-                bar.update(tasks[name], completed=done)
-
-            sweep = run_sweep(spec.model, cfg, depths, runs, meta=spec.description, progress=progress)
+    with run_progress(console, args.quiet) as progress:
+        sweep = run_sweep(spec.model, cfg, depths, runs, meta=spec.description, progress=progress)
     if args.json:
         sweep.save(args.json)
     if not args.quiet:
         console.print(sweep_view(build_sweep_report(sweep)))
         if args.json:
-            console.print(f"sweep written to {args.json}", style="dim")
+            say(f"sweep written to {args.json}")
     return 0
 
 

@@ -5,13 +5,19 @@ Renderers read a ``RunDocument`` (or ``Ceilings``) and never measure.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from typing import Any
+
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tlprof.document import Ceilings, Run, RunDocument, UnitKernels, UnitRun
+from tlprof.document import Ceilings, Run, RunDocument, UnitKernels, UnitRun, finite
 from tlprof.errors import TlprofError
+from tlprof.reports.markdown import md_table
 from tlprof.reports.text import fmt_bytes
 
 BYTES_NOTE = (
@@ -20,7 +26,8 @@ BYTES_NOTE = (
     "weight gradients and, where the input needs one, reads parameters and writes its "
     "gradient. Intermediates are left out, so intensity errs high: 'memory' is certain, "
     "'compute' is not. FLOPs = 2 × multiply-adds of matmuls and convolutions "
-    "(torch.utils.flop_counter)."
+    "(torch.utils.flop_counter); 'other' = BatchNorm 4/element (backward 8), ReLU 1/element, "
+    "pooling window size per output, add 1/element, kept apart (docs/kernels.md)."
 )
 
 
@@ -58,7 +65,7 @@ def _kernels(u: UnitRun) -> UnitKernels:
 
 def _has_backward(u: UnitRun) -> bool:
     k = _kernels(u)
-    return bool(k.flops_bwd or k.kernel_bwd_ms or u.bwd_ms.median > 0)
+    return bool(k.flops_bwd or k.flops_other_bwd or k.kernel_bwd_ms or u.bwd_ms.median > 0)
 
 
 def _pass_row(u: UnitRun, p: str) -> list[str]:
@@ -68,6 +75,7 @@ def _pass_row(u: UnitRun, p: str) -> list[str]:
     return [
         p,
         fmt_si(getattr(k, f"flops_{p}")),
+        fmt_si(getattr(k, f"flops_other_{p}")),
         fmt_bytes(getattr(k, f"bytes_{p}")),
         _num(getattr(k, f"intensity_{p}"), ".0f"),
         _num(roof and roof["achieved_tflops"], ".3g"),
@@ -82,7 +90,7 @@ def _short(name: str, width: int = 48) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-COLUMNS = ("", "FLOPs", "bytes", "F/B", "TF/s", "roof", "ms", "kern")
+COLUMNS = ("", "FLOPs", "other", "bytes", "F/B", "TF/s", "roof", "ms", "kern")
 
 
 def _table(title: str) -> Table:
@@ -124,10 +132,38 @@ def top_kernels_table(profile: RunDocument, name: str, run: Run, top: int) -> Ta
     return table
 
 
+def op_rows(run: Run) -> list[list[str]]:
+    """Operator, FLOPs, share of all counted FLOPs, kind: one training step, units and phases."""
+    k = run.kernels
+    if k is None:
+        return []
+    ops = [(op, f, "matmul/conv") for op, f in k.flops_by_op.items()]
+    ops += [(op, f, "other") for op, f in k.flops_other_by_op.items()]
+    total = sum(f for _, f, _ in ops)
+    return [[op, fmt_si(f), f"{f / total:.1%}", kind]
+            for op, f, kind in sorted(ops, key=lambda o: -o[1]) if total]
+
+
+def flops_by_op_table(name: str, run: Run) -> Table | None:
+    rows = op_rows(run)
+    if not rows:
+        return None
+    table = _table(f"{name} run, FLOPs by operator (one training step)")
+    for col, justify in (("operator", "left"), ("FLOPs", "right"), ("share", "right"), ("kind", "left")):
+        table.add_column(col, justify=justify)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def run_summary(name: str, run: Run) -> Text:
     total_fwd = sum(_kernels(u).flops_fwd for u in run.units)
     total_bwd = sum(_kernels(u).flops_bwd for u in run.units)
+    other_fwd = sum(_kernels(u).flops_other_fwd or 0 for u in run.units)
+    other_bwd = sum(_kernels(u).flops_other_bwd or 0 for u in run.units)
     text = Text(f"{name}: units {fmt_si(total_fwd)}FLOP forward, {fmt_si(total_bwd)}FLOP backward")
+    if other_fwd or other_bwd:
+        text.append(f" (+ other: {fmt_si(other_fwd)}FLOP forward, {fmt_si(other_bwd)}FLOP backward)")
     k = run.kernels
     if k is not None and k.kernel_agreement is not None:
         text.append(f"; kernel agreement {k.kernel_agreement:.3f} ({k.source}: "
@@ -138,13 +174,19 @@ def run_summary(name: str, run: Run) -> Text:
     return text
 
 
-def kernels_view(profile: RunDocument, top: int = 3, runs: list[str] | None = None) -> RenderableType:
+def chosen_runs(profile: RunDocument, runs: list[str] | None) -> list[str]:
+    """The runs asked for (all by default); one error line if one is missing or none has kernels."""
     chosen = runs or list(profile.runs)
     missing = [r for r in chosen if r not in profile.runs]
     if missing:
         raise TlprofError(f"no run {missing[0]!r} in this document (it has {', '.join(profile.runs)})")
     if not any(profile.runs[r].kernels for r in chosen):
         raise TlprofError("this run document has no kernel data: profile with --kernels")
+    return chosen
+
+
+def kernels_view(profile: RunDocument, top: int = 3, runs: list[str] | None = None) -> RenderableType:
+    chosen = chosen_runs(profile, runs)
     parts: list[RenderableType] = []
     ceilings = next((profile.runs[r].kernels.ceilings for r in chosen if profile.runs[r].kernels), None)
     if ceilings:
@@ -154,6 +196,118 @@ def kernels_view(profile: RunDocument, top: int = 3, runs: list[str] | None = No
         parts.append(run_table(profile, name, run))
         if top > 0 and run.units[0].kernels is not None:
             parts.append(top_kernels_table(profile, name, run, top))
+        by_op = flops_by_op_table(name, run)
+        if by_op is not None:
+            parts.append(by_op)
         parts.append(run_summary(name, run))
     parts.append(Text(BYTES_NOTE, style="dim"))
     return Group(*parts)
+
+
+# -- the same figures as data: CSV, JSON, Markdown ------------------------------------------
+
+KERNELS_SCHEMA = "tlprof.kernels/1"
+ROW_FIELDS = ("run", "index", "unit", "pass", "flops", "flops_other", "bytes", "intensity", "achieved_tflops",
+              "roof_tflops", "pct_of_roof", "bound", "ms", "kernel_ms", "agreement")
+
+
+def pass_record(run: str, index: int, unit: str, u: UnitRun, p: str) -> dict[str, Any]:
+    """One unit's pass, full precision (None where not measured)."""
+    k = _kernels(u)
+    roof = (k.roofline or {}).get(p) or {}
+    return {
+        "run": run, "index": index, "unit": unit, "pass": p,
+        "flops": getattr(k, f"flops_{p}"), "flops_other": getattr(k, f"flops_other_{p}"),
+        "bytes": getattr(k, f"bytes_{p}"),
+        "intensity": getattr(k, f"intensity_{p}"), "achieved_tflops": roof.get("achieved_tflops"),
+        "roof_tflops": roof.get("roof_tflops"), "pct_of_roof": roof.get("pct_of_roof"),
+        "bound": roof.get("bound"), "ms": (u.fwd_ms if p == "fwd" else u.bwd_ms).median,
+        "kernel_ms": getattr(k, f"kernel_{p}_ms"),
+        "agreement": k.kernel_agreement if p == "fwd" else None,
+    }
+
+
+def pass_records(profile: RunDocument, name: str, run: Run) -> list[dict[str, Any]]:
+    rows = []
+    for unit, u in zip(profile.units, run.units):
+        rows.append(pass_record(name, u.index, unit.name, u, "fwd"))
+        if _has_backward(u):
+            rows.append(pass_record(name, u.index, unit.name, u, "bwd"))
+    return rows
+
+
+def kernels_csv(profile: RunDocument, runs: list[str] | None = None) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=ROW_FIELDS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for name in chosen_runs(profile, runs):
+        for row in pass_records(profile, name, profile.runs[name]):
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    for name in chosen_runs(profile, runs):
+        for w in profile.runs[name].warnings:
+            if w.part == "kernels":
+                buf.write(f"# warning: {name} run: {w.text}\n")
+    return buf.getvalue()
+
+
+def kernels_json(profile: RunDocument, top: int = 3, runs: list[str] | None = None) -> str:
+    chosen = chosen_runs(profile, runs)
+    out: dict[str, Any] = {"schema": KERNELS_SCHEMA, "model": profile.meta.label, "runs": {}}
+    for name in chosen:
+        run = profile.runs[name]
+        section = run.kernels.to_dict() if run.kernels else None
+        units = []
+        for unit, u in zip(profile.units, run.units):
+            k = _kernels(u)
+            units.append({"index": u.index, "unit": unit.name,
+                          "passes": [r for r in pass_records(profile, name, run) if r["index"] == u.index],
+                          "kernels_fwd": k.kernels_fwd[:top], "kernels_bwd": k.kernels_bwd[:top]})
+        out["runs"][name] = {"kernels": section, "units": units,
+                             "warnings": [w.text for w in run.warnings if w.part == "kernels"]}
+    out["note"] = BYTES_NOTE
+    return json.dumps(finite(out), indent=1, ensure_ascii=False) + "\n"
+
+
+def _md_cells(row: dict[str, Any]) -> list[str]:
+    pct = row["pct_of_roof"]
+    return [str(row["index"]) if row["pass"] == "fwd" else "", row["unit"] if row["pass"] == "fwd" else "",
+            row["pass"], fmt_si(row["flops"]), fmt_si(row["flops_other"]), fmt_bytes(row["bytes"]),
+            _num(row["intensity"], ".0f"),
+            _num(row["achieved_tflops"], ".3g"),
+            f"{pct:.0f}% {row['bound'][:3]}" if pct is not None else "-",
+            f"{row['ms']:.2f}", _num(row["kernel_ms"], ".2f"), _num(row["agreement"], ".2f")]
+
+
+def kernels_markdown(profile: RunDocument, top: int = 3, runs: list[str] | None = None) -> str:
+    chosen = chosen_runs(profile, runs)
+    parts = [f"# Kernels: {profile.meta.label}"]
+    ceilings = next((profile.runs[r].kernels.ceilings for r in chosen if profile.runs[r].kernels), None)
+    if ceilings:
+        rows = [[f"matmul {p}", f"{t:.3f} TFLOP/s", f"{ceilings.matmul_sizes.get(p, ceilings.matmul_n)}³"]
+                for p, t in ceilings.matmul_tflops.items()]
+        rows.append(["device copy", f"{ceilings.copy_gbps:.1f} GB/s",
+                     f"{ceilings.copy_bytes / 2**20:.0f} MiB"])
+        parts += [f"## Ceilings on {ceilings.device} ({ceilings.device_name})",
+                  md_table(["measure", "median", "size"], rows, right={"median", "size"})]
+    header = ["#", "unit", "", "FLOPs", "other", "bytes", "F/B", "TF/s", "roof", "ms", "kern", "agree"]
+    for name in chosen:
+        run = profile.runs[name]
+        parts += [f"## {name} run per unit",
+                  md_table(header, [_md_cells(r) for r in pass_records(profile, name, run)],
+                           right=set(header) - {"unit", ""})]
+        if top > 0:
+            kern_rows = [[str(u.index), unit.name, p, "; ".join(
+                f"{_short(k['name'])} ×{k['count']} {k['total_ms']:.2f}"
+                for k in getattr(_kernels(u), f"kernels_{p}")[:top])]
+                for unit, u in zip(profile.units, run.units) for p in ("fwd", "bwd")
+                if getattr(_kernels(u), f"kernels_{p}")]
+            if kern_rows:
+                parts += [f"### {name} run, top {top} kernels/ops per unit and pass (×count, total ms)",
+                          md_table(["#", "unit", "", "kernels"], kern_rows, right={"#"})]
+        if op_rows(run):
+            parts += [f"### {name} run, FLOPs by operator (one training step)",
+                      md_table(["operator", "FLOPs", "share", "kind"], op_rows(run),
+                               right={"FLOPs", "share"})]
+        parts.append(run_summary(name, run).plain.replace("\n  warning:", "\n- warning:"))
+    parts.append(f"_{BYTES_NOTE}_")
+    return "\n\n".join(parts) + "\n"

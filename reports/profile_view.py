@@ -19,7 +19,7 @@ from tlprof.errors import TlprofError
 from tlprof.reports.builder import ReportOptions, build_report, frozen_summary
 from tlprof.reports.provenance import settings_text
 from tlprof.reports.rich_view import claims_section, cost_section, notes_section, warnings_section
-from tlprof.reports.text import fmt_bytes
+from tlprof.reports.text import fmt_bytes, renumber
 from tlprof.stats import Stats
 
 
@@ -127,7 +127,11 @@ def report_sections(profile: RunDocument) -> list[RenderableType]:
         report = build_report(profile, ReportOptions(models=3))
     except TlprofError as exc:
         return [Text(f"no report: {exc}", style="dim")]
-    return [cost_section(report), claims_section(report), notes_section(report), warnings_section(report)]
+    numbered = [cost_section(report), claims_section(report)]
+    for n, section in enumerate(numbered, 1):  # numbered as shown here, not as in the full report
+        if isinstance(section, Table) and isinstance(section.title, str):
+            section.title = renumber(section.title, n)
+    return [*numbered, notes_section(report), warnings_section(report)]
 
 
 def profile_view(profile: RunDocument) -> RenderableType:

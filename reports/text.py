@@ -86,6 +86,12 @@ def section_titles(report: Report) -> dict[str, str]:
     }
 
 
+def renumber(title: str, n: int) -> str:
+    """``3. Cost model…`` as section ``n`` of a view that shows fewer sections than the report."""
+    head, dot, rest = title.partition(". ")
+    return f"{n}. {rest}" if dot and head.isdigit() else title
+
+
 def cost_unit_text(cm: CostModel) -> str:
     if cm.steps_per_epoch == 1 and cm.epochs == 1 and cm.unit == "ms":
         return "ms per model-step (S = E = 1)"

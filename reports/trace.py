@@ -1,16 +1,16 @@
 """Chrome/Perfetto trace of one measured step per run: unit and phase spans.
 
-Reads each run's ``timeline`` (the marks of the last measured step) and never
-measures. Each run is a process; forward units, backward units and the named
-phases are its three threads. Open the file in https://ui.perfetto.dev or
-chrome://tracing.
+Reads each run's ``timeline`` (the marks of the median measured step; documents
+from before it was chosen hold the last one) and never measures. Each run is a
+process; forward units, backward units and the named phases are its three
+threads. Open the file in https://ui.perfetto.dev or chrome://tracing.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tlprof.document import RunDocument, Span, save_json
+from tlprof.document import Run, RunDocument, Span, save_json
 from tlprof.errors import TlprofError
 
 TRACKS = {"fwd": (1, "forward"), "bwd": (2, "backward"), "phase": (3, "phases")}
@@ -23,6 +23,7 @@ def chrome_trace(profile: RunDocument) -> dict:
         if not spans:
             raise TlprofError(f"run {name!r} has no timeline of a measured step")
         title = f"{name} run" + (f", units 1–{run.freeze} frozen" if run.freeze else "")
+        title += f", {step_text(run)}"
         events.append(_meta("process_name", pid, 0, title))
         events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0,
                        "args": {"sort_index": pid}})
@@ -34,8 +35,18 @@ def chrome_trace(profile: RunDocument) -> dict:
         "traceEvents": events,
         "displayTimeUnit": "ms",
         "otherData": {"tool": "tlprof", "model": m.label, "device": m.device_name,
-                      "precision": m.precision, "batch_size": m.batch_size},
+                      "precision": m.precision, "batch_size": m.batch_size,
+                      "steps": {name: step_text(run) for name, run in profile.runs.items()}},
     }
+
+
+def step_text(run: Run) -> str:
+    """Which step the timeline shows."""
+    n = len(run.step_ms.samples)
+    if run.timeline_step is None:
+        return f"the last of {n} measured steps"
+    ms = f" ({run.timeline_step_ms:.3f} ms)" if run.timeline_step_ms is not None else ""
+    return f"measured step {run.timeline_step} of {n}, the median step{ms}"
 
 
 def _meta(kind: str, pid: int, tid: int, name: str) -> dict:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -21,3 +22,9 @@ def r50_profile():
         freeze=R50_FREEZE, runs=("full", "frozen"),
     )
     return profile_model(torchvision.models.resnet50(), cfg, meta={"arch": "resnet50"})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ceilings_cache(tmp_path_factory):
+    """Ceilings cached for the session only, never in the user's ~/.cache/tlprof."""
+    os.environ["TLPROF_CACHE"] = str(tmp_path_factory.mktemp("tlprof-cache"))

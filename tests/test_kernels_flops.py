@@ -91,3 +91,60 @@ def test_resnet50_frozen_45_backward_flops():
     assert flops.bwd[45] == flops.fwd[45] > 0  # layer4.1.conv3: weight gradient only
     assert flops.bwd[46:] == [2 * f for f in flops.fwd[46:]]
     assert [a.input_requires_grad for a in acts[44:47]] == [False, False, True]
+
+
+# -- FLOPs that flop_registry leaves out (issue 12) ------------------------------------------
+
+
+class _Residual(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x)
+
+
+def _counted_by_hand() -> torch.nn.Module:
+    """Input 2×3×8×8. Unit 1 conv 3→4 + BN + ReLU, unit 2 residual conv 4→4 + add + 2×2 max pool,
+    unit 3 linear 64→5."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        _Residual(), torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(64, 5))
+
+
+def test_other_flops_by_hand_in_their_own_column():
+    model = _counted_by_hand().eval()
+    x = torch.randn(2, 3, 8, 8)
+    units = find_units(model, x[:1])
+    flops = forward_flops(model, units, x)
+    elements = 2 * 4 * 8 * 8  # one activation of the conv stages
+    assert flops.fwd == [conv_flops(3, 4, 3, 8, 8, 2), conv_flops(4, 4, 3, 8, 8, 2), linear_flops(64, 5, 2)]
+    bn, relu, add = 4 * elements, elements, elements
+    pool = 4 * (2 * 4 * 4 * 4)  # a 2×2 window per output element
+    assert flops.other_fwd == [bn + relu, add + pool, 0]
+    assert sum(flops.by_op.values()) == sum(flops.fwd)
+    assert flops.by_op["convolution"] == flops.fwd[0] + flops.fwd[1]
+    other = flops.other_by_op
+    assert other["relu"] == relu and other["add"] == add and other["max_pool2d_with_indices"] == pool
+    assert sum(v for k, v in other.items() if "batch_norm" in k) == bn
+
+
+def test_other_flops_of_a_training_step_are_stored_and_shown(tmp_path, capsys):
+    from tlprof.cli import main
+
+    cfg = ProfileConfig(batch_size=2, input_shape=(3, 8, 8), device="cpu", steps=1, warmup=0)
+    doc = profile_model(_counted_by_hand(), cfg, extras=[KernelsExtra(breakdown=False, measure=False)])
+    run = doc.runs["full"]
+    elements = 2 * 4 * 8 * 8
+    assert run.kernels.flops_other_by_op["native_batch_norm_backward"] == 8 * elements
+    assert run.kernels.flops_other_by_op["threshold_backward"] == elements
+    assert run.units[0].kernels.flops_other_bwd >= 9 * elements
+    assert run.units[2].kernels.flops_other_fwd == 0
+    path = tmp_path / "run.json"
+    doc.save(path)
+    assert main(["kernels", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "other" in out and "FLOPs by operator" in out and "native_batch_norm_backward" in out
+    assert main(["kernels", str(path), "--format", "csv"]) == 0
+    assert "flops_other" in capsys.readouterr().out.splitlines()[0]

@@ -64,3 +64,56 @@ def test_kernels_report_needs_kernel_data(tmp_path, capsys):
     assert main(argv) == 0
     assert main(["kernels", str(doc)]) == 2
     assert "profile with --kernels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "csv", "json"])
+def test_kernels_report_formats(profiled, fmt, capsys, tmp_path):
+    assert main(["kernels", str(profiled[0]), "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    if fmt == "json":
+        data = json.loads(out)
+        assert data["schema"] == "tlprof.kernels/1" and set(data["runs"]) == {"full", "frozen"}
+        unit = data["runs"]["full"]["units"][0]
+        assert unit["passes"][0]["pass"] == "fwd" and unit["passes"][0]["flops"] > 0
+    elif fmt == "csv":
+        header, *rows = [line for line in out.splitlines() if not line.startswith("#")]
+        assert header.startswith("run,index,unit,pass,flops")
+        frozen_bwd = [r for r in rows if r.startswith("frozen,") and ",bwd," in r]
+        assert len([r for r in rows if r.startswith("full,")]) == 2 * N_UNITS
+        assert len(frozen_bwd) == N_UNITS - FREEZE
+    else:
+        assert "## full run per unit" in out and "| --- |" in out.replace("---:", "---")
+    path = tmp_path / f"kernels.{fmt}"
+    assert main(["kernels", str(profiled[0]), "--format", fmt, "-o", str(path)]) == 0
+    assert path.read_text() == out
+
+
+def test_trace_is_the_median_step_and_says_so(tmp_path):
+    import time
+
+    import torch
+
+    from tlprof import Profiler
+    from tlprof.reports.trace import chrome_trace
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    prof = Profiler(model, example=torch.randn(1, 4), warmup=0)
+    sleeps = iter([0.0, 0.0, 0.06, 0.0, 0.03, 0.0, 0.01])  # memory, plain, then timed/plain in turn
+    with prof:
+        for pause in sleeps:
+            with prof.step():
+                model(torch.randn(2, 4)).sum().backward()
+                prof.begin("other")
+                time.sleep(pause)
+    path = tmp_path / "user.json"
+    prof.document("user").save(path)
+    from tlprof import RunDocument
+
+    run = RunDocument.load(path).runs["user"]
+    assert run.timeline_step == 2 and run.timeline_step_ms == sorted(run.step_ms.samples)[1]
+    other = [s for s in run.timeline if s.name == "other"][-1]
+    assert 25 <= other.dur_ms < 55  # the 30 ms step, not the last (10 ms) one
+    trace = chrome_trace(RunDocument.load(path))
+    assert "measured step 2 of 3, the median step" in trace["otherData"]["steps"]["user"]
+    names = [e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "process_name"]
+    assert "median step" in names[0]

@@ -112,7 +112,7 @@ def test_sweep_then_report_it(capsys, tmp_path):
 def test_profile_prints_the_report(capsys):
     rc, out, _ = run_cli(capsys, "profile", *TINY, "--freeze", "2", "--runs", "all")
     assert rc == 0
-    assert "4. The paper's claims" in out and re.search(r"cached features\s+classic", out)
+    assert "2. The paper's claims" in out and re.search(r"cached features\s+classic", out)
 
 
 # -- bad input: one clear line, exit code 2 -------------------------------------------

@@ -51,7 +51,7 @@ def compact_view(doc: RunDocument) -> Group:
 
 def test_compact_view_for_the_profile_command():
     text = plain(compact_view(RunDocument.from_dict(hand_document())))
-    assert "3. Cost model" in text and "4. The paper's claims" in text
+    assert "1. Cost model" in text and "2. The paper's claims" in text
     assert "k=3" in text and "k=4" not in text
     doc = hand_document()
     del doc["runs"]["full"]
