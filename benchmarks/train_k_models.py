@@ -307,14 +307,22 @@ def error(measured: float, predicted: float) -> str:
     return f"{100 * (predicted / measured - 1):+.1f}%"
 
 
+def round_errors(result: Result, scheme: str, i: int) -> str:
+    """Each round's own prediction against its own walls: how much the machine's noise moves it."""
+    row, column = ROW_OF[scheme]
+    errors = [100 * (r.predicted[row][column][i] / r.measured[scheme][i] - 1) for r in result.repeats]
+    return f"{min(errors):+.0f}…{max(errors):+.0f}%"
+
+
 def table(result: Result) -> str:
-    lines = [f"{'scheme':<9}{'k':>3}{'measured s':>12}{'predicted s':>13}{'error':>8}"
+    lines = [f"{'scheme':<9}{'k':>3}{'measured s':>12}{'predicted s':>13}{'error':>8}{'rounds':>12}"
              f"{'k+1 counting s':>16}{'error':>8}"]
     for scheme in SCHEMES:
         measured, predicted, old = result.measured(scheme), result.predicted(scheme), result.k_plus_1(scheme)
         for i, (m, p) in enumerate(zip(measured, predicted)):
             tail = f"{old[i]:>16.2f}{error(m, old[i]):>8}" if old else f"{'-':>16}{'':>8}"
-            lines.append(f"{scheme:<9}{i + 1:>3}{m:>12.2f}{p:>13.2f}{error(m, p):>8}{tail}")
+            lines.append(f"{scheme:<9}{i + 1:>3}{m:>12.2f}{p:>13.2f}{error(m, p):>8}"
+                         f"{round_errors(result, scheme, i):>12}{tail}")
     return "\n".join(lines)
 
 
@@ -415,7 +423,8 @@ def main(argv: list[str] | None = None) -> None:
     result.machine["loadavg_end"] = list(os.getloadavg())
     print(f"{args.arch}, {args.image_size}×{args.image_size}, batch {args.batch_size}, {args.device}, "
           f"{args.threads} thread(s); k = {args.models} models of S = {args.steps} steps; N = {args.freeze} "
-          f"of L = {args.units}; medians of {args.repeats} rounds; error = predicted / measured − 1")
+          f"of L = {args.units}; medians of {args.repeats} rounds; error = predicted / measured − 1 "
+          f"(rounds: each round's own, min…max)")
     print(table(result))
     print(ratios(result))
     print(steps_table(result))
