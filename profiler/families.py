@@ -1,4 +1,4 @@
-"""How units roll up into blocks and stages, per model family (DESIGN.md §2).
+"""How units roll up into blocks and stages, per model family (docs/design.md §2).
 
 Each rule maps a unit's module name to (stage, block), following the
 architecture's own stages and blocks rather than the first one or two parts of

@@ -17,7 +17,7 @@ from typing import Any
 from tlprof.document import Run, RunDocument, finite
 from tlprof.errors import TlprofError
 
-SCHEMA = "tlprof.report/1"
+SCHEMA = "tlprof.report/2"  # 2: model 1 counted as the full training (issue #13); ``base`` → ``first_model``
 GRANULARITIES = ("unit", "block", "stage")
 DEFAULT_MODELS = 5
 
@@ -28,7 +28,7 @@ RATIO_TOLERANCE = 0.25  # |measured / paper - 1| for the per-model cost and the 
 OVERHEAD_NOTE = 1.10  # instrumented / plain step above which a run's figures get a note
 MIN_CPU_SHARE = 0.85  # on a CPU device, CPU time / wall time below this: other work took the CPU
 
-# The paper's example (DESIGN.md §1): t = 1 h, L = 50, N = 45, k = 3.
+# The paper's example (docs/design.md §1): t = 1 h, L = 50, N = 45, k = 3.
 PAPER_L, PAPER_N, PAPER_K = 50, 45, 3
 
 HOLDS, REFUTED, NOT_MEASURED = "holds", "refuted", "not measured"
@@ -42,6 +42,9 @@ class ReportOptions:
     steps_per_epoch: int | None = None
     epochs: int | None = None
     granularity: str = "unit"
+    # The cached row: False = the k models share the data, so the frozen units' features are
+    # computed once; True = each model has its own data and pays S·F_N (``--different-data``).
+    data_per_model: bool = False
 
     def validate(self) -> None:
         if self.models < 1:
@@ -142,6 +145,14 @@ class CachedSummary:
 
 @dataclass
 class CostRow:
+    """One row of docs/design.md §6, counted the paper's way: model 1 trains in full, models 2..k reuse
+    its frozen units. T_classic(k) = k·per_model_classic and
+
+        T_transfer(k) = first_model + (k−1)·per_model_transfer + [k ≥ 2]·shared_once,
+
+    so T_transfer(1) = T_classic(1). Marginal cost of model k = T(k) − T(k−1), with T(0) = 0.
+    """
+
     name: str
     formula: str
     departs: str
@@ -149,11 +160,12 @@ class CostRow:
     transfer: list[float]
     ratio: list[float]
     marginal_classic: list[float]
-    marginal_transfer: list[float]
-    base: float  # T_transfer(0): what is paid once
+    marginal_transfer: list[float]  # model 1: first_model; model 2: + shared_once; then per_model_transfer
+    first_model: float  # T_transfer(1) = T_classic(1): model 1, trained in full
+    shared_once: float  # paid once, with model 2: cached features shared by models 2..k; else 0
     per_model_classic: float
-    per_model_transfer: float
-    limit_ratio: float  # T_transfer / T_classic as k → ∞
+    per_model_transfer: float  # each of models 2..k
+    limit_ratio: float  # T_transfer / T_classic as k → ∞ = per_model_transfer / per_model_classic
 
 
 @dataclass
@@ -396,7 +408,7 @@ def cached_summary(full: Run, cached: Run, frozen: Run | None) -> CachedSummary:
     )
 
 
-# -- the cost model (DESIGN.md §6) ----------------------------------------------
+# -- the cost model (docs/design.md §6) ----------------------------------------------
 
 
 def time_unit(options: ReportOptions, largest_ms: float) -> tuple[str, float]:
@@ -408,58 +420,102 @@ def time_unit(options: ReportOptions, largest_ms: float) -> tuple[str, float]:
     return "ms", 1.0
 
 
-def cost_row(name: str, formula: str, departs: str, base: float, per_model_classic: float,
-             per_model_transfer: float, ks: list[int], scale: float) -> CostRow:
-    """T_classic(k) = k·c, T_transfer(k) = base + k·p; marginal(k) = T(k) − T(k−1), T(0) = base."""
-    c, p, b = per_model_classic / scale, per_model_transfer / scale, base / scale
-    classic = [k * c for k in ks]
-    transfer = [b + k * p for k in ks]
+@dataclass
+class RowSpec:
+    """A cost-model row in ms for the whole training (S·E steps), before tabulating it over k."""
+
+    name: str
+    formula: str
+    departs: str
+    full: float  # one model trained in full: the classic cost per model, and model 1 of transfer
+    per_model: float  # each of transfer models 2..k
+    once: float = 0.0  # paid once by models 2..k together (the shared feature pass)
+
+    def classic(self, k: int) -> float:
+        return k * self.full
+
+    def transfer(self, k: int) -> float:
+        return self.full + (k - 1) * self.per_model + (self.once if k >= 2 else 0.0)
+
+    def marginal_transfer(self, k: int) -> float:
+        """T_transfer(k) − T_transfer(k−1), T(0) = 0: what model k adds."""
+        if k == 1:
+            return self.full
+        return self.per_model + (self.once if k == 2 else 0.0)
+
+
+def cost_row(spec: RowSpec, ks: list[int], scale: float) -> CostRow:
+    classic = [spec.classic(k) / scale for k in ks]
+    transfer = [spec.transfer(k) / scale for k in ks]
+    c, p = spec.full / scale, spec.per_model / scale
     return CostRow(
-        name=name, formula=formula, departs=departs, classic=classic, transfer=transfer,
+        name=spec.name, formula=spec.formula, departs=spec.departs, classic=classic, transfer=transfer,
         ratio=[_div(t, cl) for t, cl in zip(transfer, classic)],
-        marginal_classic=[c] * len(ks), marginal_transfer=[p] * len(ks),
-        base=b, per_model_classic=c, per_model_transfer=p, limit_ratio=_div(p, c),
+        marginal_classic=[c] * len(ks),
+        marginal_transfer=[spec.marginal_transfer(k) / scale for k in ks],
+        first_model=c, shared_once=spec.once / scale, per_model_classic=c, per_model_transfer=p,
+        limit_ratio=_div(p, c),
     )
 
 
-def cost_model(report_t: list[float], n_frozen: int, full: Run, frozen: Run | None,
-               cached: CachedSummary | None, options: ReportOptions) -> CostModel:
-    n_units = len(report_t)
-    s, e = options.steps, options.epoch_count
-    se = s * e
-    ks = list(range(1, options.models + 1))
+def row_specs(report_t: list[float], n_frozen: int, full: Run, frozen: Run | None,
+              cached: CachedSummary | None, options: ReportOptions) -> dict[str, RowSpec]:
+    """docs/design.md §6, in ms for S steps per epoch and E epochs."""
+    L, N = len(report_t), n_frozen  # noqa: N806 - the paper's symbols
+    s, se = options.steps, options.steps * options.epoch_count
     t_bar = statistics.fmean(report_t)
-    head, tail = sum(report_t[:n_frozen]), sum(report_t[n_frozen:])
+    tail = sum(report_t[n_frozen:])
     s_full = full.step_ms.median
-    unit, scale = time_unit(options, options.models * max(s_full, sum(report_t)) * se)
-    L, N = n_units, n_frozen  # noqa: N806 - the paper's symbols
-    rows = {
-        "paper_uniform": cost_row(
-            "paper_uniform", f"L·k·t̄ | (N + (L−N)·k)·t̄, t̄ = mean t_i, L = {L}, N = {N}",
-            "one t for every layer; the base counts N layers, not a full training; "
-            "phases (loss, optimizer) and frozen forward cost nothing",
-            N * t_bar * se, L * t_bar * se, (L - N) * t_bar * se, ks, scale),
-        "paper_measured_t": cost_row(
-            "paper_measured_t", "k·Σt_i | Σ_(i≤N) t_i + k·Σ_(i>N) t_i",
-            "the paper's layer counting with each layer's measured t_i: the trainable "
-            "tail's real share replaces (L−N)/L; frozen forward still costs nothing",
-            head * se, (head + tail) * se, tail * se, ks, scale),
-    }
+    specs = [
+        RowSpec("paper_uniform",
+                f"L·k·t̄ | (N + (L−N)·k)·t̄ = L·t̄ + (k−1)·(L−N)·t̄, t̄ = mean t_i, L = {L}, N = {N}",
+                "one t for every layer; models 2..k pay only their L−N trainable layers: the frozen "
+                "layers' forward, the loss and the optimizer cost nothing",
+                L * t_bar * se, (L - N) * t_bar * se),
+        RowSpec("paper_measured_t",
+                "k·Σt_i | Σ_(i≤N) t_i + k·Σ_(i>N) t_i = Σt_i + (k−1)·Σ_(i>N) t_i",
+                "the paper's layer counting with each layer's measured t_i: the trainable "
+                "tail's real share replaces (L−N)/L; frozen forward still costs nothing",
+                sum(report_t) * se, tail * se),
+    ]
     if frozen is not None:
-        rows["measured"] = cost_row(
-            "measured", "k·s_full | s_full + k·s_frozen (× S·E)",
-            "the base is one full training; each model pays the frozen units' forward, "
+        specs.append(RowSpec(
+            "measured", "k·s_full | s_full + (k−1)·s_frozen (× S·E)",
+            "model 1 is a full training; models 2..k each pay the frozen units' forward, "
             "the loss and the optimizer every step",
-            s_full * se, s_full * se, frozen.step_ms.median * se, ks, scale)
+            s_full * se, frozen.step_ms.median * se))
     if cached is not None:
-        rows["measured_cached"] = cost_row(
-            "measured_cached", "k·s_full | s_full + k·(S·F_N + S·E·h_N) (× S·E)",
-            "frozen units run once per sample (S·F_N), then only units N+1..L train, E epochs",
-            s_full * se, s_full * se, s * cached.features_ms + se * cached.step_ms, ks, scale)
-    return CostModel(k=ks, unit=unit, ms_per_unit=scale, steps_per_epoch=s, epochs=e, rows=rows)
+        specs.append(_cached_spec(s_full, cached, s, se, options.data_per_model))
+    return {spec.name: spec for spec in specs}
 
 
-# -- the paper's claims (DESIGN.md §1) ------------------------------------------
+def _cached_spec(s_full: float, cached: CachedSummary, s: int, se: int, data_per_model: bool) -> RowSpec:
+    features, tail = s * cached.features_ms, se * cached.step_ms
+    if data_per_model:
+        return RowSpec(
+            "measured_cached", "k·s_full·S·E | s_full·S·E + (k−1)·(S·F_N + S·E·h_N), data per model",
+            "each model trains on its own data (--different-data): models 2..k each run units "
+            "1..N once per sample (S·F_N), then train only units N+1..L for E epochs",
+            s_full * se, features + tail)
+    return RowSpec(
+        "measured_cached", "k·s_full·S·E | s_full·S·E + S·F_N + (k−1)·S·E·h_N, same data (S·F_N from k = 2)",
+        "the k models share the data: units 1..N run once per sample (S·F_N, paid once, with "
+        "model 2), then models 2..k train only units N+1..L for E epochs; --different-data "
+        "charges S·F_N to every model after the first",
+        s_full * se, tail, once=features)
+
+
+def cost_model(specs: dict[str, RowSpec], report_t: list[float], full: Run,
+               options: ReportOptions) -> CostModel:
+    se = options.steps * options.epoch_count
+    ks = list(range(1, options.models + 1))
+    unit, scale = time_unit(options, options.models * max(full.step_ms.median, sum(report_t)) * se)
+    rows = {name: cost_row(spec, ks, scale) for name, spec in specs.items()}
+    return CostModel(k=ks, unit=unit, ms_per_unit=scale, steps_per_epoch=options.steps,
+                     epochs=options.epoch_count, rows=rows)
+
+
+# -- the paper's claims (docs/design.md §1) ------------------------------------------
 
 
 def claim_uniform(u: Uniformity, names: list[str], t_ms: list[float]) -> Claim:
@@ -503,51 +559,61 @@ def claim_growth(cm: CostModel) -> Claim:
     best = cm.rows.get("measured") or cm.rows["paper_measured_t"]
     ks = cm.k
     evidence = (
-        f"T_transfer(k) = {best.base:.4g} + k·{best.per_model_transfer:.4g} {cm.unit} "
-        f"({best.name}) is affine in k: every extra model costs the same "
-        f"{best.per_model_transfer:.4g} {cm.unit}; T_transfer/T_classic falls from "
-        f"{best.ratio[0]:.3f} (k=1) to {best.ratio[-1]:.3f} (k={ks[-1]}) and tends to "
-        f"{best.limit_ratio:.3f}, not to 0; log T grows like log k only because T is linear"
+        f"T_transfer(k) = T_full + (k−1)·p = {best.first_model:.4g} + (k−1)·"
+        f"{best.per_model_transfer:.4g} {cm.unit} ({best.name}) is affine in k: model 1 trains in "
+        f"full and every model after it costs the same {best.per_model_transfer:.4g} {cm.unit}; "
+        f"T_transfer/T_classic falls from {best.ratio[0]:.3f} (k=1) to {best.ratio[-1]:.3f} "
+        f"(k={ks[-1]}) and tends to p/T_full = {best.limit_ratio:.3f}, not to 0; log T grows like "
+        f"log k only because T is linear"
     )
     numbers = {name: {"marginal": row.per_model_transfer, "limit_ratio": row.limit_ratio}
                for name, row in cm.rows.items()}
     return Claim("logarithmic_growth", "the growth in k is logarithmic", REFUTED, evidence, numbers)
 
 
-def example(full: Run, frozen: Run | None, cached: CachedSummary | None, t_ms: list[float],
-            n_frozen: int, options: ReportOptions) -> dict[str, dict[str, float]]:
-    """The 3-model example in the paper's units: one model from scratch = L hours (t = 1 h)."""
-    n_units, k = len(t_ms), PAPER_K
-    hours = float(n_units)  # a full training, in the paper's units
-    out = {"paper": {"classic": hours * k, "transfer": float(n_frozen + (n_units - n_frozen) * k)}}
-    total = sum(t_ms)
-    out["measured_t"] = {"classic": hours * k,
-                         "transfer": hours * (sum(t_ms[:n_frozen]) + k * sum(t_ms[n_frozen:])) / total}
-    s_full = full.step_ms.median
-    if frozen is not None:
-        out["measured_step"] = {"classic": hours * k,
-                                "transfer": hours * (1 + k * frozen.step_ms.median / s_full)}
-    if cached is not None:
-        per_model = cached.features_ms / options.epoch_count + cached.step_ms
-        out["measured_cached"] = {"classic": hours * k, "transfer": hours * (1 + k * per_model / s_full)}
+EXAMPLE_LABELS = {
+    "paper": f"the paper (L = {PAPER_L}, N = {PAPER_N})",
+    "paper_uniform": "its counting",
+    "paper_measured_t": "with measured t_i",
+    "measured": "measured steps",
+    "measured_cached": "cached features",
+}
+
+
+def _hours(classic: float, transfer: float) -> dict[str, float]:
+    return {"classic": classic, "transfer": transfer, "ratio": _div(transfer, classic)}
+
+
+def example(specs: dict[str, RowSpec], n_units: int) -> dict[str, dict[str, float]]:
+    """The 3-model example in the paper's units (t = 1 h, so a training from scratch = L h).
+
+    ``paper`` is the paper's own 150 h vs 60 h; every other entry is the cost-model row of the
+    same name at k = 3, the same counting (model 1 in full, models 2 and 3 frozen).
+    """
+    k, hours = PAPER_K, float(n_units)
+    out = {"paper": _hours(float(PAPER_L * k), float(PAPER_N + (PAPER_L - PAPER_N) * k))}
+    for name, spec in specs.items():
+        out[name] = _hours(hours * k, hours * _div(spec.transfer(k), spec.full))
     return out
 
 
-def claim_example(ex: dict[str, dict[str, float]], n_units: int, n_frozen: int) -> Claim:
-    text = (f"{PAPER_L * PAPER_K} h vs {PAPER_N + (PAPER_L - PAPER_N) * PAPER_K} h for "
-            f"{PAPER_K} models (t = 1 h)")
+def claim_example(ex: dict[str, dict[str, float]], n_units: int, n_frozen: int,
+                  data_per_model: bool = False) -> Claim:
+    paper = ex["paper"]
+    text = f"{paper['classic']:.0f} h vs {paper['transfer']:.0f} h for {PAPER_K} models (t = 1 h)"
     if not n_frozen:
         return Claim("three_models", text, NOT_MEASURED, "needs --freeze N", ex)
-    paper = ex["paper"]["transfer"]
-    key = "measured_step" if "measured_step" in ex else "measured_t"
-    holds = abs(ex[key]["transfer"] / paper - 1) <= RATIO_TOLERANCE
-    parts = [f"with L = {n_units}, N = {n_frozen}: paper {ex['paper']['classic']:.0f} h vs {paper:.0f} h"]
-    labels = {"measured_t": "measured t_i", "measured_step": "measured step times",
-              "measured_cached": "cached features"}
-    for name, label in labels.items():
-        if name in ex:
-            parts.append(f"{label} {ex[name]['classic']:.0f} h vs {ex[name]['transfer']:.1f} h")
-    return Claim("three_models", text, HOLDS if holds else REFUTED, "; ".join(parts), ex)
+    ours = ex["paper_uniform"]["transfer"]
+    key = "measured" if "measured" in ex else "paper_measured_t"
+    holds = abs(ex[key]["transfer"] / ours - 1) <= RATIO_TOLERANCE
+    labels = {**EXAMPLE_LABELS, "paper_uniform": f"its counting at L = {n_units}, N = {n_frozen}"}
+    if "measured_cached" in ex:
+        labels["measured_cached"] += ", data per model" if data_per_model else ", same data"
+    parts = [f"{labels[name]}: {e['classic']:.0f} h vs {e['transfer']:.3g} h ({e['ratio']:.2f})"
+             for name, e in ex.items()]
+    evidence = (f"k = {PAPER_K}, model 1 in full, models 2–{PAPER_K} frozen, one training from "
+                f"scratch = L h: " + "; ".join(parts))
+    return Claim("three_models", text, HOLDS if holds else REFUTED, evidence, ex)
 
 
 # -- the whole report -----------------------------------------------------------
@@ -578,13 +644,13 @@ def build_report(profile: RunDocument, options: ReportOptions | None = None) -> 
     fz = frozen_summary(full, frozen, n_units) if frozen else None
     cz = cached_summary(full, cached_run, frozen) if cached_run else None
     uni = uniformity(t_ms, names, n_frozen)
-    cm = cost_model(t_ms, n_frozen, full, frozen, cz, options)
-    ex = example(full, frozen, cz, t_ms, n_frozen, options)
+    specs = row_specs(t_ms, n_frozen, full, frozen, cz, options)
+    cm = cost_model(specs, t_ms, full, options)
     claims = [
         claim_uniform(uni, names, t_ms),
         claim_per_model(fz, n_units, n_frozen),
         claim_growth(cm),
-        claim_example(ex, n_units, n_frozen),
+        claim_example(example(specs, n_units), n_units, n_frozen, options.data_per_model),
     ]
     return Report(
         source=_source(profile), options=options, n_units=n_units, freeze=n_frozen,
@@ -642,6 +708,6 @@ def _notes(profile: RunDocument, full: Run, frozen: Run | None) -> list[str]:
     if frozen is None:
         notes.append("no frozen run: the measured cost-model row and claim 2 need --freeze N")
     if str(profile.meta.device or "").startswith("cpu"):
-        notes.append("measured on a CPU: ratios differ from a GPU's (DESIGN.md §1 expects "
+        notes.append("measured on a CPU: ratios differ from a GPU's (docs/design.md §1 expects "
                      "0.35–0.45 on a GPU)")
     return notes

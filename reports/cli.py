@@ -90,7 +90,8 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
             emit(console, render_sweep(rep, args.format), None, args.output)
         return 0
     options = ReportOptions(models=args.models, steps_per_epoch=args.steps_per_epoch,
-                            epochs=args.epochs, granularity=args.granularity)
+                            epochs=args.epochs, granularity=args.granularity,
+                            data_per_model=args.different_data)
     options.validate()
     report = _built(args.run, lambda: build_report(doc, options))
     if args.plots:
@@ -160,6 +161,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="scale the cost model to S steps per epoch")
     p.add_argument("--epochs", type=int, metavar="E", help="scale the cost model to E epochs")
     p.add_argument("--granularity", choices=GRANULARITIES, default="unit")
+    p.add_argument("--different-data", action="store_true",
+                   help="cached-features row: each model trains on its own data, so each pays the "
+                        "frozen units' feature pass (default: the k models share the data, one pass)")
     p.add_argument("--plots", metavar="DIR", help="also write every plot as an SVG file in DIR")
     p.set_defaults(func=cmd_report)
 

@@ -9,8 +9,11 @@ from tlprof.reports.builder import HOLDS, REFUTED, Report
 from tlprof.reports.provenance import settings
 from tlprof.reports.svg import report_plots
 from tlprof.reports.text import (
+    PER_LATER_MODEL,
     ROW_TITLES,
     cached_lines,
+    cost_notes,
+    example_table,
     fmt_num,
     fmt_ratio,
     frozen_sentence,
@@ -78,12 +81,17 @@ def _cost_html(report: Report) -> str:
             row += [fmt_num(r.classic[i]), fmt_num(r.transfer[i]), fmt_ratio(r.ratio[i])]
         rows.append(row)
     summary = html_table(
-        ["row", "formula", "per model, classic", "per model, transfer", "base", "ratio k→∞",
-         "departs from the paper"],
-        [[ROW_TITLES.get(n, n), r.formula, fmt_num(r.per_model_classic),
-          fmt_num(r.per_model_transfer), fmt_num(r.base), fmt_ratio(r.limit_ratio), r.departs]
+        ["row", "formula", "model 1 (full)", f"{PER_LATER_MODEL}, classic", f"{PER_LATER_MODEL}, transfer",
+         "paid once, with model 2", "ratio k→∞", "departs from the paper"],
+        [[ROW_TITLES.get(n, n), r.formula, fmt_num(r.first_model), fmt_num(r.per_model_classic),
+          fmt_num(r.per_model_transfer), fmt_num(r.shared_once), fmt_ratio(r.limit_ratio), r.departs]
          for n, r in cm.rows.items()])
-    return summary + "\n" + html_table(header, rows)
+    notes = "<ul>" + "".join(f"<li>{escape(n)}</li>" for n in cost_notes(report)) + "</ul>"
+    parts = [notes, summary, html_table(header, rows)]
+    example = example_table(report)
+    if example is not None:
+        parts += [f"<h3>{escape(example.title)}</h3>", html_table(example.header, example.rows)]
+    return "\n".join(parts)
 
 
 def _claims_html(report: Report) -> str:

@@ -8,6 +8,8 @@ from tlprof.reports.builder import Report
 from tlprof.reports.text import (
     ROW_TITLES,
     cached_lines,
+    cost_notes,
+    example_table,
     fmt_num,
     fmt_ratio,
     frozen_sentence,
@@ -22,7 +24,8 @@ from tlprof.reports.text import (
 
 RIGHT = {"#", "fwd ms", "bwd ms", "t ms", "share", "cum", "frozen fwd", "frozen bwd", "cached fwd",
          "cached bwd", "saved", "ms", "bytes", "full", "frozen", "classic", "transfer", "ratio",
-         "marginal", "k", "A", "B", "Δ ms", "B/A", "A fwd", "A bwd", "B fwd", "B bwd", "A t", "B t"}
+         "marginal", "classic h", "transfer h", "k", "A", "B", "Δ ms", "B/A", "A fwd", "A bwd",
+         "B fwd", "B bwd", "A t", "B t"}
 
 
 class Md(str):
@@ -60,17 +63,22 @@ def frozen_md(report: Report) -> str:
 
 def cost_md(report: Report) -> str:
     cm = report.cost_model
-    parts = []
+    parts = ["\n".join(f"- {note}" for note in cost_notes(report))]
     for name, row in cm.rows.items():
         rows = [[str(k), fmt_num(row.classic[i]), fmt_num(row.transfer[i]), fmt_ratio(row.ratio[i]),
                  fmt_num(row.marginal_transfer[i])] for i, k in enumerate(cm.k)]
+        once = f"; paid once, with model 2: {fmt_num(row.shared_once)}" if row.shared_once else ""
         parts.append(
             f"**{ROW_TITLES.get(name, name)}** (`{name}`): {row.formula}. "
-            f"Departs from the paper: {row.departs}. Per model: classic {fmt_num(row.per_model_classic)}, "
-            f"transfer {fmt_num(row.per_model_transfer)} {cm.unit}; "
-            f"ratio → {fmt_ratio(row.limit_ratio)} as k grows.\n\n"
+            f"Departs from the paper: {row.departs}. Model 1 (a full training): "
+            f"{fmt_num(row.first_model)}; each later model: classic {fmt_num(row.per_model_classic)}, "
+            f"transfer {fmt_num(row.per_model_transfer)}{once} {cm.unit}; "
+            f"ratio → {fmt_ratio(row.limit_ratio)} as k grows. Marginal = what model k adds.\n\n"
             + md_table(["k", "classic", "transfer", "ratio", "marginal"], rows)
         )
+    example = example_table(report)
+    if example is not None:
+        parts += [f"{example.title}:", md_table(example.header, example.rows)]
     return "\n\n".join(parts)
 
 

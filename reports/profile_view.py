@@ -129,9 +129,15 @@ def report_sections(profile: RunDocument) -> list[RenderableType]:
         return [Text(f"no report: {exc}", style="dim")]
     numbered = [cost_section(report), claims_section(report)]
     for n, section in enumerate(numbered, 1):  # numbered as shown here, not as in the full report
-        if isinstance(section, Table) and isinstance(section.title, str):
-            section.title = renumber(section.title, n)
+        _renumber(section, n)
     return [*numbered, notes_section(report), warnings_section(report)]
+
+
+def _renumber(section: RenderableType, n: int) -> None:
+    """Retitle a section's table (the section itself, or the first part of its group)."""
+    table = section.renderables[0] if isinstance(section, Group) and section.renderables else section
+    if isinstance(table, Table) and isinstance(table.title, str):
+        table.title = renumber(table.title, n)
 
 
 def profile_view(profile: RunDocument) -> RenderableType:

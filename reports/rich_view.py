@@ -9,8 +9,12 @@ from rich.text import Text
 
 from tlprof.reports.builder import HOLDS, REFUTED, Report
 from tlprof.reports.text import (
+    PER_LATER_MODEL,
     ROW_TITLES,
+    TextTable,
     cached_lines,
+    cost_notes,
+    example_table,
     fmt_num,
     fmt_ratio,
     frozen_sentence,
@@ -63,20 +67,21 @@ def uniformity_section(report: Report) -> Table:
     return _pairs(section_titles(report)["uniformity"], uniformity_lines(report))
 
 
+def _text_table(t: TextTable) -> Table:
+    table = _table(t.title)
+    for i, col in enumerate(t.header):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in t.rows:
+        table.add_row(*row)
+    return table
+
+
 def frozen_section(report: Report) -> RenderableType:
     f = report.frozen
     title = section_titles(report)["frozen"]
     if f is None:
         return Text(f"{title}: not measured (profile with --freeze N)", style="dim")
-    tables = []
-    for t in frozen_tables(f):
-        table = _table(t.title)
-        for i, col in enumerate(t.header):
-            table.add_column(col, justify="left" if i == 0 else "right")
-        for row in t.rows:
-            table.add_row(*row)
-        tables.append(table)
-    return Group(Text(f"{title}\n{frozen_sentence(f)}"), *tables)
+    return Group(Text(f"{title}\n{frozen_sentence(f)}"), *(_text_table(t) for t in frozen_tables(f)))
 
 
 def cached_section(report: Report) -> RenderableType:
@@ -85,7 +90,7 @@ def cached_section(report: Report) -> RenderableType:
     return _pairs(section_titles(report)["cached"], cached_lines(report))
 
 
-def cost_section(report: Report, limit: int = 6) -> Table:
+def cost_section(report: Report, limit: int = 6) -> Group:
     cm = report.cost_model
     ks = shown_ks(cm.k, limit)
     idx = [cm.k.index(k) for k in ks]
@@ -98,14 +103,19 @@ def cost_section(report: Report, limit: int = 6) -> Table:
         rows.append(["", "ratio", *(fmt_ratio(row.ratio[i]) for i in idx), "",
                      fmt_ratio(row.limit_ratio)])
     table = _table(section_titles(report)["cost"])
-    headers = ["row", "", *(f"k={k}" for k in ks), "per\nmodel", "k→∞"]
+    headers = ["row", "", *(f"k={k}" for k in ks), PER_LATER_MODEL.replace(" model", "\nmodel"), "k→∞"]
     for i, header in enumerate(headers):
         widest = max(len(r[i]) for r in rows)
         table.add_column(header, justify="left" if i < 2 else "right", no_wrap=i > 0,
                          min_width=widest if i > 0 else None)
     for n, cells in enumerate(rows):
         table.add_row(*cells, end_section=n % 3 == 2)
-    return table
+    return Group(table, Text("\n".join(cost_notes(report)) + "\n"))
+
+
+def example_section(report: Report) -> RenderableType:
+    table = example_table(report)
+    return Group() if table is None else _text_table(table)
 
 
 def claims_section(report: Report) -> Table:
@@ -141,6 +151,7 @@ def report_view(report: Report) -> Group:
         frozen_section(report),
         cached_section(report),
         cost_section(report),
+        example_section(report),
         claims_section(report),
         notes_section(report),
         warnings_section(report),

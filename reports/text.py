@@ -6,7 +6,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tlprof.reports.builder import CostModel, FrozenSummary, Report, UnitRow
+from tlprof.reports.builder import (
+    NOT_MEASURED,
+    PAPER_K,
+    PAPER_L,
+    PAPER_N,
+    CostModel,
+    FrozenSummary,
+    Report,
+    UnitRow,
+)
 from tlprof.reports.provenance import settings_text
 
 ROW_TITLES = {
@@ -15,6 +24,7 @@ ROW_TITLES = {
     "measured": "measured steps",
     "measured_cached": "cached features",
 }
+PER_LATER_MODEL = "per later model"  # models 2..k: per_model_classic and per_model_transfer
 
 
 def fmt_num(x: float | None, digits: int = 3) -> str:
@@ -194,3 +204,39 @@ def frozen_tables(f: FrozenSummary) -> list[TextTable]:
                   [[k, *(fmt_bytes(m[c]) for c in ("full", "frozen", "saved"))]
                    for k, m in f.memory.items()]),
     ]
+
+
+def cached_assumption(data_per_model: bool) -> str:
+    if data_per_model:
+        return ("cached features: data per model (--different-data), so each of models 2..k "
+                "computes units 1..N's features (S·F_N)")
+    return ("cached features: the k models share the data, so units 1..N's features are computed "
+            "once (S·F_N, with model 2); --different-data: once per model")
+
+
+def cost_notes(report: Report) -> list[str]:
+    """How the cost model counts models, and what the cached row assumes."""
+    notes = ["transfer: model 1 trains in full, models 2..k with units 1..N frozen, "
+             "so T_transfer(1) = T_classic(1)"]
+    if "measured_cached" in report.cost_model.rows:
+        notes.append(cached_assumption(report.options.data_per_model))
+    return notes
+
+
+def example_titles(report: Report) -> dict[str, str]:
+    cached = "data per model" if report.options.data_per_model else "same data"
+    return {**ROW_TITLES, "paper": f"the paper (L = {PAPER_L}, N = {PAPER_N})",
+            "paper_uniform": f"paper, uniform t̄ (L = {report.n_units}, N = {report.freeze})",
+            "measured_cached": f"cached features, {cached}"}
+
+
+def example_table(report: Report) -> TextTable | None:
+    """Claim 4's numbers: the paper's example at k = 3 in every row, in the paper's hours."""
+    claim = next((c for c in report.claims if c.id == "three_models"), None)
+    if claim is None or claim.verdict == NOT_MEASURED:
+        return None
+    titles = example_titles(report)
+    rows = [[titles.get(name, name), fmt_num(e["classic"]), fmt_num(e["transfer"]), fmt_ratio(e["ratio"])]
+            for name, e in claim.numbers.items()]
+    return TextTable(f"The paper's example at k = {PAPER_K}, in its hours (one training = L h)",
+                     ["row", "classic h", "transfer h", "ratio"], rows)

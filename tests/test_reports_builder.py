@@ -79,27 +79,64 @@ def test_frozen_run_breakdown_and_savings():
     assert f.memory["saved activations"] == {"full": 1000, "frozen": 200, "saved": 800}
 
 
-def test_cost_model_per_step():
+# -- the cost model: model 1 in full, models 2..k frozen (docs/design.md §6, issue #13) -----------
+# The hand document: t = [1, 2, 3, 4, 5, 9], Σt = 24, t̄ = 4, Σ_(i>N) t = 14, L = 6, N = 4;
+# s_full = 28, s_frozen = 18; F_N = 3, h_N = 10 (ms per step).
+
+ROWS_ORDER = ("paper_uniform", "paper_measured_t", "measured", "measured_cached")
+ROWS = set(ROWS_ORDER)
+
+
+def test_cost_rows_by_hand_at_k_1_2_3():
     cm = report(models=3).cost_model
     assert (cm.k, cm.unit, cm.ms_per_unit) == ([1, 2, 3], "ms", 1.0)
-    rows = cm.rows
-    # t̄ = 4, L = 6, N = 4: classic 24k, transfer (4 + 2k)·4
-    assert rows["paper_uniform"].classic == approx([24, 48, 72])
-    assert rows["paper_uniform"].transfer == approx([24, 32, 40])
-    assert rows["paper_uniform"].ratio == approx([1, 32 / 48, 40 / 72])
-    assert rows["paper_uniform"].marginal_transfer == approx([8, 8, 8])
-    assert rows["paper_uniform"].base == approx(16)
-    assert rows["paper_uniform"].limit_ratio == approx(2 / 6)
-    # Σ_(i≤4) t = 10, Σ_(i>4) t = 14
-    assert rows["paper_measured_t"].transfer == approx([24, 38, 52])
-    assert rows["paper_measured_t"].limit_ratio == approx(14 / 24)
-    # s_full = 28, s_frozen = 18
-    assert rows["measured"].classic == approx([28, 56, 84])
-    assert rows["measured"].transfer == approx([46, 64, 82])
-    assert rows["measured"].marginal_classic == approx([28, 28, 28])
-    # F_N = 3, h_N = 10, S = E = 1: per model 13
-    assert rows["measured_cached"].transfer == approx([41, 54, 67])
-    assert rows["measured_cached"].limit_ratio == approx(13 / 28)
+    expected = {  # row: (T_classic(k), T_transfer(k), what model k adds), k = 1, 2, 3
+        # 6·4·k | 6·4 + (k−1)·2·4
+        "paper_uniform": ([24, 48, 72], [24, 32, 40], [24, 8, 8]),
+        # 24·k | 24 + (k−1)·14
+        "paper_measured_t": ([24, 48, 72], [24, 38, 52], [24, 14, 14]),
+        # 28·k | 28 + (k−1)·18
+        "measured": ([28, 56, 84], [28, 46, 64], [28, 18, 18]),
+        # 28·k | 28, then 28 + 3 (features once, with model 2) + 10, then 28 + 3 + 2·10
+        "measured_cached": ([28, 56, 84], [28, 41, 51], [28, 13, 10]),
+    }
+    assert set(cm.rows) == set(expected)
+    for name, (classic, transfer, marginal) in expected.items():
+        row = cm.rows[name]
+        assert row.classic == approx(classic), name
+        assert row.transfer == approx(transfer), name
+        assert row.ratio == approx([t / c for t, c in zip(transfer, classic)]), name
+        assert row.marginal_transfer == approx(marginal), name
+        assert row.marginal_classic == approx([classic[0]] * 3), name
+    fields = {name: (r.first_model, r.per_model_classic, r.per_model_transfer, r.shared_once,
+                     r.limit_ratio) for name, r in cm.rows.items()}
+    assert fields == {
+        "paper_uniform": (24, 24, 8, 0, approx(8 / 24)),
+        "paper_measured_t": (24, 24, 14, 0, approx(14 / 24)),
+        "measured": (28, 28, 18, 0, approx(18 / 28)),
+        "measured_cached": (28, 28, 10, 3, approx(10 / 28)),
+    }
+
+
+def test_cached_row_with_data_per_model():
+    row = report(models=3, data_per_model=True).cost_model.rows["measured_cached"]
+    # every later model pays its own features: 28 + (k−1)·(3 + 10)
+    assert row.transfer == approx([28, 41, 54])
+    assert row.marginal_transfer == approx([28, 13, 13])
+    assert (row.shared_once, row.per_model_transfer, row.limit_ratio) == (0, 13, approx(13 / 28))
+    assert "data per model" in row.formula and "--different-data" in row.departs
+    shared = report(models=3).cost_model.rows["measured_cached"]
+    assert "same data" in shared.formula and "share the data" in shared.departs
+
+
+@pytest.mark.parametrize("options", [{}, {"models": 1}, {"data_per_model": True},
+                                     {"steps_per_epoch": 100, "epochs": 10, "data_per_model": True}])
+def test_one_model_costs_the_same_either_way(options):
+    rows = report(**options).cost_model.rows
+    assert set(rows) == ROWS
+    for name, row in rows.items():
+        assert row.transfer[0] == approx(row.classic[0]) and row.ratio[0] == approx(1.0), name
+        assert row.first_model == approx(row.per_model_classic) == approx(row.classic[0]), name
 
 
 def test_cost_model_scaled_to_epochs():
@@ -107,25 +144,48 @@ def test_cost_model_scaled_to_epochs():
     assert (cm.unit, cm.ms_per_unit) == ("min", 60_000.0)  # 3 · 28 ms · 1000 steps = 84 s
     assert (cm.steps_per_epoch, cm.epochs) == (100, 10)
     minute = 60_000
+    # S·E = 1000 steps: 28 000 ms per full training, 18 000 per frozen one
     assert cm.rows["measured"].classic == approx([28_000 / minute * k for k in (1, 2, 3)])
-    assert cm.rows["measured"].base == approx(28_000 / minute)
-    # features once per epoch's samples: S·F_N + S·E·h_N = 300 + 10000
-    assert cm.rows["measured_cached"].per_model_transfer == approx(10_300 / minute)
+    assert cm.rows["measured"].transfer == approx([28_000 / minute, 46_000 / minute, 64_000 / minute])
+    assert cm.rows["measured"].first_model == approx(28_000 / minute)
+    # features once: S·F_N = 300 ms; each later model S·E·h_N = 10 000 ms
+    cached = cm.rows["measured_cached"]
+    assert (cached.shared_once, cached.per_model_transfer) == (approx(300 / minute), approx(10_000 / minute))
+    assert cached.transfer == approx([28_000 / minute, 38_300 / minute, 48_300 / minute])
+    per_model = report(models=3, steps_per_epoch=100, epochs=10, data_per_model=True)
+    # every later model: S·F_N + S·E·h_N = 10 300 ms
+    assert per_model.cost_model.rows["measured_cached"].transfer == approx(
+        [28_000 / minute, 38_300 / minute, 48_600 / minute])
     assert cm.rows["paper_uniform"].per_model_transfer == approx(2 * 4 * 1000 / minute)
+
+
+def test_three_model_example_by_hand():
+    claim = {c.id: c for c in report().claims}["three_models"]
+    assert claim.verdict == REFUTED
+    ex = claim.numbers
+    assert list(ex) == ["paper", *ROWS_ORDER]
+    # the paper's own: 50·3 = 150 h vs 45 + 5·3 = 60 h
+    assert ex["paper"] == {"classic": 150, "transfer": 60, "ratio": approx(0.4)}
+    # one training from scratch = L = 6 h, so classic = 18 h and transfer = 6 h · T_transfer(3) / T_full
+    assert ex["paper_uniform"] == {"classic": 18, "transfer": approx(10), "ratio": approx(10 / 18)}  # 6·40/24
+    assert ex["paper_measured_t"]["transfer"] == approx(13)  # 6·52/24
+    assert ex["measured"]["transfer"] == approx(96 / 7)  # 6·64/28 = 13.71
+    assert ex["measured_cached"]["transfer"] == approx(153 / 14)  # 6·51/28 = 10.93
+    per_model = {c.id: c for c in report(data_per_model=True).claims}["three_models"]
+    assert per_model.numbers["measured_cached"]["transfer"] == approx(81 / 7)  # 6·54/28 = 11.57
+    for text in ("150 h vs 60 h", "18 h vs 10 h", "18 h vs 13 h", "18 h vs 13.7 h", "18 h vs 10.9 h"):
+        assert text in claim.evidence, text
+    assert "data per model: 18 h vs 11.6 h" in per_model.evidence
 
 
 def test_claims_refuted_by_the_hand_document():
     claims = {c.id: c for c in report().claims}
     assert [c.verdict for c in claims.values()] == [REFUTED] * 4
     assert claims["per_model_cost"].numbers["step_ratio"] == approx(18 / 28)
-    example = claims["three_models"].numbers
-    assert example["paper"] == {"classic": 18.0, "transfer": 10.0}  # L·3 vs N + (L−N)·3
-    assert example["measured_t"]["transfer"] == approx(6 * (10 + 3 * 14) / 24)
-    assert example["measured_step"]["transfer"] == approx(6 * (1 + 3 * 18 / 28))
-    assert example["measured_cached"]["transfer"] == approx(6 * (1 + 3 * 13 / 28))
-    growth = claims["logarithmic_growth"].numbers
-    assert growth["measured"] == {"marginal": approx(18), "limit_ratio": approx(18 / 28)}
-    assert "affine" in claims["logarithmic_growth"].evidence
+    growth = claims["logarithmic_growth"]
+    assert growth.numbers["measured"] == {"marginal": approx(18), "limit_ratio": approx(18 / 28)}
+    assert "T_full + (k−1)·p = 28 + (k−1)·18 ms" in growth.evidence
+    assert "affine" in growth.evidence and "from 1.000 (k=1)" in growth.evidence
 
 
 def test_claims_hold_in_the_papers_world():
@@ -166,16 +226,17 @@ def test_json_contract():
     d = report(models=4).to_dict()
     text = json.dumps(d, allow_nan=False)  # strict JSON
     d = json.loads(text)
-    assert d["schema"] == "tlprof.report/1"
+    assert d["schema"] == "tlprof.report/2"
     assert d["t_ms"] == [1.0, 2.0, 3.0, 4.0, 5.0, 9.0]
     assert set(d["uniformity"]) >= {"mean_ms", "min_ms", "max_ms", "max_over_min", "cv", "top5_share"}
     assert d["frozen"]["step_ratio"] == approx(18 / 28)
     assert d["cost_model"]["k"] == [1, 2, 3, 4]
     assert d["cost_model"]["unit"] == "ms"
-    assert set(d["cost_model"]["rows"]) == {"paper_uniform", "paper_measured_t", "measured",
-                                            "measured_cached"}
+    assert set(d["cost_model"]["rows"]) == ROWS
     for row in d["cost_model"]["rows"].values():
         assert len(row["classic"]) == len(row["transfer"]) == 4
+        assert {"first_model", "shared_once", "per_model_transfer", "limit_ratio"} <= set(row)
+    assert d["options"]["data_per_model"] is False
     assert [c["verdict"] for c in d["claims"]] == ["refuted"] * 4
 
 
@@ -206,7 +267,7 @@ def test_real_run_figures_come_from_the_document(tiny_run):
     assert r.uniformity.mean_ms == approx(sum(r.t_ms) / 6)
     assert r.frozen.step_ratio == approx(frozen.step_ms.median / full.step_ms.median)
     measured = r.cost_model.rows["measured"]
-    assert measured.transfer[3] == approx(full.step_ms.median + 4 * frozen.step_ms.median)
+    assert measured.transfer[3] == approx(full.step_ms.median + 3 * frozen.step_ms.median)
     # the parts add up to the step (and the saving) with the residual named
     assert sum(p.ms for p in r.frozen.breakdown) == approx(frozen.step_ms.median)
     assert sum(p.ms for p in r.frozen.savings) == approx(r.frozen.saved_ms)

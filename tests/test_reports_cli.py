@@ -38,7 +38,7 @@ def test_report_formats(runs, capsys, tmp_path):
     rc, out, _ = run_cli(capsys, "report", runs["a"], "--format", "json", "--models", "4")
     assert rc == 0
     d = json.loads(out)
-    assert d["schema"] == "tlprof.report/1" and d["cost_model"]["k"] == [1, 2, 3, 4]
+    assert d["schema"] == "tlprof.report/2" and d["cost_model"]["k"] == [1, 2, 3, 4]
     assert "measured_cached" in d["cost_model"]["rows"]
     for fmt, marker in (("markdown", "## 4. The paper's claims"), ("html", "<svg"),
                         ("csv", "first_unit,units,name"), ("rich", "4. The paper's claims")):
@@ -46,6 +46,35 @@ def test_report_formats(runs, capsys, tmp_path):
         rc, out, err = run_cli(capsys, "report", runs["a"], "--format", fmt, "-o", target)
         assert rc == 0 and out == "" and str(target) in err
         assert marker in target.read_text()
+
+
+@pytest.mark.parametrize("extra", [[], ["--different-data"], ["--steps-per-epoch", "50", "--epochs", "3"]])
+def test_report_json_one_model_costs_the_same_either_way(runs, capsys, tmp_path, extra):
+    hand = tmp_path / "hand.json"
+    hand.write_text(json.dumps(hand_document()))
+    for path in (hand, runs["a"]):
+        rc, out, _ = run_cli(capsys, "report", path, "--format", "json", "--models", "3", *extra)
+        assert rc == 0
+        rows = json.loads(out)["cost_model"]["rows"]
+        assert set(rows) == {"paper_uniform", "paper_measured_t", "measured", "measured_cached"}
+        for name, row in rows.items():
+            assert row["transfer"][0] == pytest.approx(row["classic"][0]), (path.name, name)
+            assert row["ratio"][0] == pytest.approx(1.0), (path.name, name)
+
+
+def test_report_json_counts_models_by_hand(capsys, tmp_path):
+    hand = tmp_path / "hand.json"
+    hand.write_text(json.dumps(hand_document()))  # s_full 28, s_frozen 18, F_N 3, h_N 10 ms
+    rc, out, _ = run_cli(capsys, "report", hand, "--format", "json", "--models", "3")
+    d = json.loads(out)
+    assert d["options"]["data_per_model"] is False
+    assert d["cost_model"]["rows"]["measured"]["transfer"] == [28, 46, 64]  # 28 + (k−1)·18
+    assert d["cost_model"]["rows"]["measured_cached"]["transfer"] == [28, 41, 51]  # + 3 once + (k−1)·10
+    rc, out, _ = run_cli(capsys, "report", hand, "--format", "json", "--models", "3", "--different-data")
+    d = json.loads(out)
+    assert d["options"]["data_per_model"] is True
+    assert d["cost_model"]["rows"]["measured_cached"]["transfer"] == [28, 41, 54]  # 28 + (k−1)·13
+    assert "data per model" in d["cost_model"]["rows"]["measured_cached"]["formula"]
 
 
 def test_report_epochs_and_plots(runs, capsys, tmp_path):

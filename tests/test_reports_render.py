@@ -81,7 +81,21 @@ def test_markdown_structure():
     assert all(len(row) == len(units[0]) for row in units)
     assert units[-1][:2] == ["6", "head.fc"]
     assert "| 3 | 72 | 40 | 0.556 | 8 |" in md  # paper_uniform at k = 3
+    assert "| 3 | 84 | 64 | 0.762 | 18 |" in md  # measured at k = 3: 28 + 2·18
+    assert "| the paper (L = 50, N = 45) | 150 | 60 | 0.400 |" in md
+    assert "| measured steps | 18 | 13.7 | 0.762 |" in md  # 6 h · 64/28
     assert "**refuted**" in md
+
+
+@pytest.mark.parametrize("fmt", ["rich", "markdown", "html"])
+@pytest.mark.parametrize("data_per_model", [False, True])
+def test_every_format_states_the_counting_and_the_cached_assumption(fmt, data_per_model):
+    text = render(build(data_per_model=data_per_model), fmt)
+    assert "model 1 trains in full" in text and "T_transfer(1) = T_classic(1)" in text
+    assert ("data per model" if data_per_model else "share the data") in text
+    assert ("share the data" if data_per_model else "data per model") not in text
+    assert "The paper's example at k = 3".replace("'", "&#x27;" if fmt == "html" else "'") in text
+    assert "the paper (L = 50, N = 45)" in text
 
 
 def test_csv_rows_per_granularity():
@@ -124,7 +138,7 @@ def test_html_is_self_contained_with_plots():
 
 def test_json_renderer_is_the_report_document():
     d = json.loads(render(build(), "json"))
-    assert d["schema"] == "tlprof.report/1" and d["t_ms"] == [1, 2, 3, 4, 5, 9]
+    assert d["schema"] == "tlprof.report/2" and d["t_ms"] == [1, 2, 3, 4, 5, 9]
 
 
 def test_plots_written_as_svg(tmp_path):
