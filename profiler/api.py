@@ -52,10 +52,11 @@ class Profiler:
         clock: Clock | None = None,
         name: str = "user",
     ) -> None:
+        ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
         if units is None:
             if example is None:
                 raise TlprofError("Profiler needs the units or an example input to find them")
-            units = find_units(model, example)
+            units = find_units(model.module if ddp else model, example)  # the hooks fire inside DDP
         self.model = model
         self.units = list(units)
         self.optimizer = optimizer
@@ -63,6 +64,7 @@ class Profiler:
         self.clock = clock or clock_for(self.device)
         self.warmup = defaults_for(self.device.type).warmup if warmup is None else warmup
         self.listeners = list(listeners)
+        self.comm = self._record_comm(model) if ddp else None
         self.name = name  # the run's name in step notifications ("full", "frozen")
         self._step_listeners = [x for x in self.listeners if hasattr(x, "on_step_begin")]
         self._hook_optimizer = hook_optimizer and optimizer is not None
@@ -75,6 +77,15 @@ class Profiler:
         self.timeline: list[tuple[Label, float]] = []  # marks of the last kept step, in ms
         self.saved: SavedBytes | None = None
         self.memory = Memory()
+
+    def _record_comm(self, ddp: nn.Module) -> Any:
+        """A DDP model: its gradient all-reduce is stamped per bucket (tlprof.distributed)."""
+        from .distributed import CommRecorder
+
+        recorder = CommRecorder(self.device, self.units)
+        if recorder.attach(ddp):
+            self.listeners.append(recorder)
+        return recorder
 
     # -- context -------------------------------------------------------------
 
@@ -191,6 +202,8 @@ class Profiler:
             units=units, plain_step_ms=Stats(self.plain_ms or [float("nan")]),
             memory=self.memory, timeline=timeline_spans(self.timeline, self.units),
         )
+        if self.comm is not None:
+            self._add_distributed(run)
         unmarked = [u.name for u, r in zip(self.units, run.units) if u.trainable() and r.bwd_ms.median == 0]
         if unmarked:
             run.warn("marks",
@@ -198,6 +211,15 @@ class Profiler:
                      "only feeds a merge (concat, sum) of branches, so their backward time is charged to "
                      "the unit whose backward was running")
         return run
+
+    def _add_distributed(self, run: Run) -> None:
+        import torch.distributed as dist
+
+        from .distributed import grad_bytes
+
+        run.distributed = self.comm.section(dist.get_rank(), dist.get_world_size(), grad_bytes(self.model))
+        for text in self.comm.warnings:
+            run.warn("ddp", text)
 
     def _unit_run(self, i: int, unit: Unit, saved_bytes: int) -> UnitRun:
         record = UnitRun(unit.index, Stats([s.fwd_ms[i] for s in self.samples]),

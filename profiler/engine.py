@@ -6,10 +6,11 @@ placed; the model is left exactly as it was, also when profiling fails.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -17,6 +18,7 @@ from torch import nn
 from . import __version__
 from .cached import run_cached
 from .document import Meta, Run, RunDocument, UnitInfo
+from .errors import TlprofError
 from .instrument import MarkListener
 from .nvml import DeviceWatch
 from .runner import (
@@ -36,6 +38,9 @@ from .runner import (
 from .state import ModelState
 from .units import Unit, find_units
 
+if TYPE_CHECKING:
+    from .distributed import DdpOptions, Group
+
 
 def profile_model(
     model: nn.Module,
@@ -45,17 +50,37 @@ def profile_model(
     progress: Progress | None = None,
     listeners: Sequence[MarkListener] = (),
     extras: Sequence[RunExtra] = (),
+    ddp: DdpOptions | None = None,
 ) -> RunDocument:
-    """Profile ``model``: every run in ``cfg.runs``; the model is left exactly as it was."""
+    """Profile ``model``: every run in ``cfg.runs``; the model is left exactly as it was.
+
+    With ``ddp`` every rank of the process group (the user's, or one made from torchrun's
+    environment) profiles its replica in DDP, and rank 0's document holds every rank.
+    """
     cfg.validate()
-    device = resolve_device(cfg.device)
-    cfg = cfg.resolved(device.type)
-    original = ModelState.capture(model)
+    group = _open_group(cfg, ddp) if ddp is not None else None
     try:
-        with on_device(device):
-            return _profile_placed(model, cfg, device, meta, progress, listeners, extras)
+        device = group.device if group else resolve_device(cfg.device)
+        cfg = cfg.resolved(device.type)
+        original = ModelState.capture(model)
+        try:
+            with on_device(device), group.guard() if group else contextlib.nullcontext():
+                doc = _profile_placed(model, cfg, device, meta, progress, listeners, extras, group)
+                return group.gather(doc) if group else doc
+        finally:
+            original.restore()
     finally:
-        original.restore()
+        if group:
+            group.close()
+
+
+def _open_group(cfg: ProfileConfig, ddp: DdpOptions) -> Group:
+    from .distributed import open_group
+
+    if "cached" in cfg.runs:
+        raise TlprofError("--ddp profiles the full and frozen runs; the cached run is not measured "
+                          "under DDP (use --runs both)")
+    return open_group(cfg.device, ddp)
 
 
 def _profile_placed(
@@ -66,10 +91,15 @@ def _profile_placed(
     progress: Progress | None,
     listeners: Sequence[MarkListener],
     extras: Sequence[RunExtra],
+    group: Group | None = None,
 ) -> RunDocument:
     _place(model, device, cfg.channels_last)
     work = guard_batch(cfg, lambda: make_workload(model, cfg, device))
     units = find_units(model, work.x[:1])
+    if group:
+        from .distributed import options_of
+
+        group.check_same(options_of(cfg, meta, len(units)))
     check_freeze(cfg.freeze, len(units))
     set_precision_flags(cfg.precision, device)
     placed = ModelState.capture(model)
@@ -78,8 +108,9 @@ def _profile_placed(
     for name in cfg.runs:
         placed.restore_values()
         measure = run_cached if name == "cached" else run_named
-        runs[name] = guard_batch(cfg, lambda n=name, m=measure: m(
-            model, units, work, cfg, n, progress, listeners, extras))
+        wrap = {"wrap": group.wrap} if group else {}
+        runs[name] = guard_batch(cfg, lambda n=name, m=measure, w=wrap: m(
+            model, units, work, cfg, n, progress, listeners, extras, **w))
     return RunDocument(
         meta=run_meta(cfg, device, work, {**(meta or {}), **watch.finish()}),
         units=unit_infos(units, cfg.freeze),

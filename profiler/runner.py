@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -254,22 +255,30 @@ def run_named(
     progress: Progress | None = None,
     listeners: Sequence[MarkListener] = (),
     extras: Sequence[RunExtra] = (),
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
 ) -> Run:
-    """The full or the frozen run."""
+    """The full or the frozen run; ``wrap`` puts the model in DDP once it is frozen."""
     n_frozen = cfg.freeze if name == "frozen" else 0
-    return measure_run(prepare_run(model, units, work, cfg, name, n_frozen), progress, listeners, extras)
+    ctx = prepare_run(model, units, work, cfg, name, n_frozen, wrap)
+    try:
+        return measure_run(ctx, progress, listeners, extras)
+    finally:
+        if ctx.model is not model:
+            ctx.model = model
+            gc.collect()  # the wrapper's reducer goes now, and its gradient hooks with it
 
 
 def prepare_run(
     model: nn.Module, units: Sequence[Unit], work: Workload, cfg: ProfileConfig, name: str,
-    n_frozen: int,
+    n_frozen: int, wrap: Callable[[nn.Module], nn.Module] | None = None,
 ) -> RunContext:
     """Units 1..n_frozen frozen, and an optimizer over what trains."""
     model.train()
     freeze(model, units, n_frozen, cfg.frozen_bn)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(cfg.optimizer, trainable, cfg.lr)
-    return RunContext(model, units, work, cfg, name, n_frozen, opt, work.scaler())
+    stepped = wrap(model) if wrap else model
+    return RunContext(stepped, units, work, cfg, name, n_frozen, opt, work.scaler())
 
 
 def measure_run(
