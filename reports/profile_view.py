@@ -17,7 +17,13 @@ from rich.text import Text
 from tlprof.document import Run, RunDocument, UnitRun
 from tlprof.errors import TlprofError
 from tlprof.reports.builder import ReportOptions, build_report, frozen_summary
-from tlprof.reports.rich_view import claims_section, cost_section, notes_section, warnings_section
+from tlprof.reports.rich_view import (
+    claims_section,
+    cost_section,
+    distributed_section,
+    notes_section,
+    warnings_section,
+)
 from tlprof.reports.text import fmt_bytes
 from tlprof.stats import Stats
 
@@ -129,7 +135,8 @@ def report_sections(profile: RunDocument) -> list[RenderableType]:
         report = build_report(profile, ReportOptions(models=3))
     except TlprofError as exc:
         return [Text(f"no report: {exc}", style="dim")]
-    return [cost_section(report), claims_section(report), notes_section(report), warnings_section(report)]
+    return [cost_section(report), distributed_section(report), claims_section(report), notes_section(report),
+            warnings_section(report)]
 
 
 def profile_view(profile: RunDocument) -> RenderableType:

@@ -10,12 +10,15 @@ from rich.text import Text
 from tlprof.reports.builder import HOLDS, REFUTED, Report
 from tlprof.reports.text import (
     ROW_TITLES,
+    UNIT_SPREAD_ROWS,
     cached_lines,
+    distributed_tables,
     fmt_num,
     fmt_ratio,
     frozen_sentence,
     frozen_tables,
     headline,
+    padding_lines,
     section_titles,
     shown_ks,
     uniformity_lines,
@@ -76,6 +79,24 @@ def frozen_section(report: Report) -> RenderableType:
             table.add_row(*row)
         tables.append(table)
     return Group(Text(f"{title}\n{frozen_sentence(f)}"), *tables)
+
+
+def _text_table(t) -> Table:  # a TextTable
+    table = _table(t.title)
+    for i, col in enumerate(t.header):
+        table.add_column(col, justify="left" if i == 0 or col in ("unit", "host") else "right")
+    for row in t.rows:
+        table.add_row(*row)
+    return table
+
+
+def distributed_section(report: Report) -> RenderableType:
+    d = report.distributed
+    if d is None:
+        return Group()
+    tables = [_text_table(t) for t in distributed_tables(d, UNIT_SPREAD_ROWS)]
+    lines = "\n".join([*d.verdicts, *padding_lines(d)])
+    return Group(Text(section_titles(report)["distributed"], style="bold"), *tables, Text(lines))
 
 
 def cached_section(report: Report) -> RenderableType:
@@ -139,6 +160,7 @@ def report_view(report: Report) -> Group:
         frozen_section(report),
         cached_section(report),
         cost_section(report),
+        distributed_section(report),
         claims_section(report),
         notes_section(report),
         warnings_section(report),
