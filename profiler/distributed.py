@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import signal
 import socket
 import time
@@ -155,10 +156,10 @@ class Group:
         except (RuntimeError, dist.DistError) as exc:
             if not is_comm_failure(exc):
                 raise
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             raise TlprofError(
                 f"rank {self.rank} of {self.world_size}: another rank stopped or did not answer "
-                f"within {self.options.timeout_s:g} s ({first}); stopping, the model is restored") from exc
+                f"within {self.options.timeout_s:g} s ({comm_reason(exc)}); stopping, the model is restored"
+            ) from exc
 
     def close(self) -> None:
         if self.owned and dist.is_initialized():
@@ -168,6 +169,13 @@ class Group:
 
 COMM_FAILURE_MARKS = ("gloo", "nccl", "connection", "timed out", "timeout", "peer", "watchdog",
                       "broken pipe", "socket")
+
+
+def comm_reason(exc: BaseException) -> str:
+    """The innermost message of a chained callback error, without gloo's source location."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    text = text.rsplit("Error: ", 1)[-1]
+    return re.sub(r"^\[[^\]]*\]\s*", "", text)[:160]
 
 
 def is_comm_failure(exc: BaseException) -> bool:
