@@ -207,3 +207,76 @@ def test_a_rank_that_fails_stops_the_others_with_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("tlprof: error: rank 0 of 2: another rank stopped")
     assert "the model is restored" in lines[0] and "pair.cc" not in lines[0]
     assert "restored True" in out0 and "restored True" in out1
+
+
+# -- the user's own DDP loop, and world size 1 (NCCL when a GPU is here) ------------------
+
+BACKENDS = ["gloo", pytest.param("nccl", marks=pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="NCCL needs a GPU"))]
+
+
+@pytest.fixture(params=BACKENDS)
+def one_rank_group(request):
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    device = torch.device("cuda", 0) if request.param == "nccl" else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(request.param, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
+                            world_size=1, timeout=datetime.timedelta(seconds=20))
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()
+
+
+def test_user_ddp_loop_records_its_all_reduce(one_rank_group):
+    import torch
+    from ddp_models import mlp
+    from torch.nn.parallel import DistributedDataParallel
+
+    from tlprof import Profiler
+    from tlprof.distributed import gather_document
+
+    device = one_rank_group
+    model = mlp().to(device)
+    for p in model[0].parameters():
+        p.requires_grad_(False)
+    ddp = DistributedDataParallel(model, device_ids=[0] if device.type == "cuda" else None)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    x = torch.randn(8, 16, device=device)
+    with Profiler(ddp, example=x[:1], optimizer=opt, warmup=1) as prof:
+        for _ in range(6):
+            with prof.step():
+                opt.zero_grad()
+                ddp(x).sum().backward()
+                opt.step()
+    doc = gather_document(prof.document("user"))
+    d = doc.runs["user"].distributed
+    assert [u.name for u in doc.units] == ["0", "2", "4", "6"]  # found inside the DDP wrapper
+    assert d.world_size == 1 and [r.rank for r in d.ranks] == [0]
+    assert d.comm.bytes_per_step == 4 * (PARAMS - 16 * 64 - 64)
+    assert len(d.comm.exposed_ms.samples) == 2 and d.comm.backward_end_ms.median > 0
+
+
+def test_engine_in_the_users_group_restores_the_model(one_rank_group):
+    import torch
+    from ddp_models import mlp
+
+    from tlprof import ProfileConfig, profile_model
+    from tlprof.distributed import DdpOptions
+
+    model = mlp()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = ProfileConfig(batch_size=4, input_shape=(16,), device=one_rank_group.type, steps=2, warmup=1,
+                        freeze=2, runs=("full", "frozen"))
+    doc = profile_model(model, cfg, ddp=DdpOptions(timeout_s=20))
+    import torch.distributed as dist
+
+    assert dist.is_initialized()  # the user's group is left to the user
+    assert doc.runs["frozen"].distributed.comm.bytes_per_step == 4 * TAIL_PARAMS
+    assert all(torch.equal(before[k], v.cpu()) for k, v in model.state_dict().items())
+    assert all(p.requires_grad for p in model.parameters()) and not model._forward_pre_hooks
