@@ -54,10 +54,11 @@ class Profiler:
         clock: Clock | None = None,
         name: str = "user",
     ) -> None:
+        ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
         if units is None:
             if example is None:
                 raise TlprofError("Profiler needs the units or an example input to find them")
-            units = find_units(model, example)
+            units = find_units(model.module if ddp else model, example)  # the hooks fire inside DDP
         self.model = model
         self.units = list(units)
         self.optimizer = optimizer
@@ -65,6 +66,7 @@ class Profiler:
         self.clock = clock or clock_for(self.device)
         self.warmup = defaults_for(self.device.type).warmup if warmup is None else warmup
         self.listeners = list(listeners)
+        self.comm = self._record_comm(model) if ddp else None
         self.name = name  # the run's name in step notifications ("full", "frozen")
         self._step_listeners = [x for x in self.listeners if hasattr(x, "on_step_begin")]
         self._hook_optimizer = hook_optimizer and optimizer is not None
@@ -81,6 +83,15 @@ class Profiler:
         self.saved: SavedBytes | None = None
         self.grads: GradientWatch | None = None  # which parameters the memory step's gradient reached
         self.memory = Memory()
+
+    def _record_comm(self, ddp: nn.Module) -> Any:
+        """A DDP model: its gradient all-reduce is stamped per bucket (tlprof.distributed)."""
+        from .distributed import CommRecorder
+
+        recorder = CommRecorder(self.device, self.units)
+        if recorder.attach(ddp):
+            self.listeners.append(recorder)
+        return recorder
 
     # -- context -------------------------------------------------------------
 
@@ -213,8 +224,19 @@ class Profiler:
             memory=self.memory, timeline=timeline_spans(self.timelines[typical], self.units),
             timeline_step=typical + 1, timeline_step_ms=self.samples[typical].step_ms,
         )
+        if self.comm is not None:
+            self._add_distributed(run)
         annotate_run(run, self.units, self.grads, self.saved)
         return run
+
+    def _add_distributed(self, run: Run) -> None:
+        import torch.distributed as dist
+
+        from .distributed import grad_bytes
+
+        run.distributed = self.comm.section(dist.get_rank(), dist.get_world_size(), grad_bytes(self.model))
+        for text in self.comm.warnings:
+            run.warn("ddp", text)
 
     def _unit_run(self, i: int, unit: Unit, saved_bytes: int) -> UnitRun:
         record = UnitRun(unit.index, Stats([s.fwd_ms[i] for s in self.samples]),

@@ -45,12 +45,34 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
                    help="NVTX ranges per unit, phase and step for Nsight (default: on for CUDA)")
     p.add_argument("--energy", action="store_true",
                    help="joules per step and average power from NVML's energy counter (CUDA)")
+    p.add_argument("--ddp", action="store_true",
+                   help="data-parallel: every torchrun rank profiles its DDP replica, rank 0 reports "
+                        "(torchrun --nproc-per-node N -m tlprof profile ... --ddp)")
+    p.add_argument("--ddp-timeout", type=float, default=120.0, metavar="S",
+                   help="seconds a rank waits for the others before it stops (default 120)")
+    p.add_argument("--bucket-cap-mb", type=float, metavar="MB", help="DDP's bucket size (default 25)")
+
+
+def _ddp_options(args: argparse.Namespace) -> tuple[object | None, bool]:
+    """DDP's options and whether this process reports (rank 0), or (None, True) without --ddp."""
+    if not args.ddp:
+        return None, True
+    from tlprof.distributed import DdpOptions, LaunchEnv, stop_on_sigterm
+
+    env = LaunchEnv.from_environ()  # no torchrun environment: one line on how to launch
+    options = DdpOptions(args.ddp_timeout, args.bucket_cap_mb)
+    options.validate()
+    stop_on_sigterm()
+    return options, env.rank == 0
 
 
 def cmd_profile(args: argparse.Namespace, console: Console) -> int:
+    ddp, reporter = _ddp_options(args)
     from tlprof.engine import profile_model
     from tlprof.reports.profile_view import profile_view
 
+    if not reporter:  # ranks other than 0 measure and send their figures to rank 0
+        args.quiet, args.json, args.trace = True, None, None
     check_writable(args.json, "--json")
     check_writable(args.trace, "--trace")
     spec = model_from_args(args)
@@ -61,7 +83,7 @@ def cmd_profile(args: argparse.Namespace, console: Console) -> int:
     extras = kernels_cli.profile_extras(args) + nv_cli.profile_extras(args, cfg)  # after each run
     with run_progress(console, args.quiet) as progress:
         profile = profile_model(spec.model, cfg, meta=spec.description, listeners=listeners,
-                                extras=extras, progress=progress)
+                                extras=extras, progress=progress, ddp=ddp)
     if args.json:
         profile.save(args.json)
     if not args.quiet:

@@ -6,7 +6,7 @@ renderers, compare, sweep) reads only them, so a saved document re-renders
 without re-running (after pyinstrument's session). ``tlprof.run/1`` files are
 read too: ``upgrade_v1`` turns their open dicts into this shape.
 
-A run's optional sections (cache, kernels, energy) are typed dataclasses listed
+A run's optional sections (cache, kernels, energy, distributed) are typed dataclasses listed
 in ``SECTIONS``; a part that adds a section adds its type there and a field on
 ``Run``. Every warning about a run, whichever part found it, is in its one
 ``warnings`` list.
@@ -366,7 +366,116 @@ class EnergySection:
         return cls(**_known(cls, d))
 
 
-SECTIONS: dict[str, Any] = {"cache": CacheSection, "kernels": KernelsSection, "energy": EnergySection}
+# -- data parallelism (DDP) ----------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A dataclass as a dict, its Stats with their median and IQR (asdict keeps only samples)."""
+    if isinstance(value, Stats):
+        return value.to_dict()
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _stats(d: dict[str, Any] | None) -> Stats | None:
+    return Stats.from_dict(d) if d else None
+
+
+@dataclass
+class BucketRecord:
+    """One DDP gradient bucket: what it all-reduces, whose parameters, when (ms from the step's start)."""
+
+    index: int
+    bytes: int  # the flat gradient buffer all-reduced
+    numel: int
+    dtype: str
+    params: int  # gradient values of its parameters (numel − params = padding)
+    units: list[int] = field(default_factory=list)  # units whose parameters it holds
+    launch_ms: Stats = field(default_factory=Stats)  # the hook was called: the bucket is ready
+    finish_ms: Stats = field(default_factory=Stats)  # its all-reduce's future completed
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BucketRecord:
+        return cls(**{**_known(cls, d), "launch_ms": Stats.from_dict(d["launch_ms"]),
+                      "finish_ms": Stats.from_dict(d["finish_ms"])})
+
+
+@dataclass
+class CommSection:
+    """One rank's gradient all-reduce per timed step, from a DDP communication hook."""
+
+    backend: str
+    clock: str  # how launch and finish were stamped
+    buckets: list[BucketRecord]
+    bytes_per_step: int
+    grad_bytes: int  # grad dtype size × trainable parameters: what the buckets must hold
+    padding: str  # the statement of bytes_per_step − grad_bytes
+    allreduce_ms: Stats  # Σ over buckets of finish − launch
+    span_ms: Stats  # first launch to last finish
+    backward_end_ms: Stats  # the mark after the last unit's backward, from the step's start
+    exposed_ms: Stats  # max(0, last finish − backward end): the step waits for communication
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CommSection:
+        known = _known(cls, d)
+        for key in ("allreduce_ms", "span_ms", "backward_end_ms", "exposed_ms"):
+            known[key] = Stats.from_dict(d[key])
+        known["buckets"] = [BucketRecord.from_dict(b) for b in d.get("buckets", [])]
+        return cls(**known)
+
+
+@dataclass
+class RankRun:
+    """One rank's figures of a run, as gathered on rank 0."""
+
+    rank: int
+    host: str
+    device: str
+    step_ms: Stats
+    plain_step_ms: Stats
+    unit_fwd_ms: list[float] = field(default_factory=list)  # medians, unit order
+    unit_bwd_ms: list[float] = field(default_factory=list)
+    bytes_per_step: int | None = None
+    allreduce_ms: Stats | None = None
+    exposed_ms: Stats | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RankRun:
+        known = _known(cls, d)
+        for key in ("step_ms", "plain_step_ms"):
+            known[key] = Stats.from_dict(d[key])
+        for key in ("allreduce_ms", "exposed_ms"):
+            known[key] = _stats(d.get(key))
+        return cls(**known)
+
+
+@dataclass
+class DistributedSection:
+    """A data-parallel run: this rank's communication and, once gathered, every rank's figures."""
+
+    world_size: int
+    backend: str
+    rank: int  # the rank whose measurements are the run's figures
+    host: str = ""
+    comm: CommSection | None = None
+    ranks: list[RankRun] = field(default_factory=list)  # filled on rank 0 by the gather
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DistributedSection:
+        known = _known(cls, d)
+        known["comm"] = CommSection.from_dict(d["comm"]) if d.get("comm") else None
+        known["ranks"] = [RankRun.from_dict(r) for r in d.get("ranks", [])]
+        return cls(**known)
+
+
+SECTIONS: dict[str, Any] = {"cache": CacheSection, "kernels": KernelsSection, "energy": EnergySection,
+                             "distributed": DistributedSection}
 
 
 @dataclass
@@ -388,6 +497,7 @@ class Run:
     cache: CacheSection | None = None
     kernels: KernelsSection | None = None
     energy: EnergySection | None = None
+    distributed: DistributedSection | None = None
 
     @property
     def overhead_ratio(self) -> float:

@@ -6,16 +6,19 @@ see only its own state. Then the runs take turns in blocks of plain and
 instrumented steps (``ProfileConfig.block_sizes``), each block after one
 dropped re-warm step, so a machine that speeds up or slows down during the
 profile shifts every run alike. The model is left exactly as it was, also when
-profiling fails.
+profiling fails. Under DDP each run is wrapped on its own (a wrapper's reducer
+hooks every parameter), so there the runs are measured one after another.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -24,6 +27,7 @@ from . import __version__
 from .api import Profiler
 from .cached import CachedRunContext, prepare_cached
 from .document import Meta, Run, RunDocument, UnitInfo
+from .errors import TlprofError
 from .instrument import MarkListener
 from .nvml import DeviceWatch
 from .runner import (
@@ -47,6 +51,9 @@ from .state import ModelState
 from .units import Unit, find_units
 from .workload import ModelSpec, as_spec, describe_batch, eager
 
+if TYPE_CHECKING:
+    from .distributed import DdpOptions, Group
+
 
 def profile_model(
     model: nn.Module | ModelSpec,
@@ -56,19 +63,39 @@ def profile_model(
     progress: Progress | None = None,
     listeners: Sequence[MarkListener] = (),
     extras: Sequence[RunExtra] = (),
+    ddp: DdpOptions | None = None,
 ) -> RunDocument:
     """Profile ``model`` (an ``nn.Module``, or a ``ModelSpec`` with its inputs and loss): every run
-    in ``cfg.runs``; the model is left exactly as it was."""
+    in ``cfg.runs``; the model is left exactly as it was.
+
+    With ``ddp`` every rank of the process group (the user's, or one made from torchrun's
+    environment) profiles its replica in DDP, and rank 0's document holds every rank.
+    """
     cfg.validate()
-    device = resolve_device(cfg.device)
-    cfg = cfg.resolved(device.type)
     spec = as_spec(model)
-    original = ModelState.capture(spec.model)
+    group = _open_group(cfg, ddp) if ddp is not None else None
     try:
-        with on_device(device), eager(spec.model):
-            return _profile_placed(spec, cfg, device, meta, progress, listeners, extras)
+        device = group.device if group else resolve_device(cfg.device)
+        cfg = cfg.resolved(device.type)
+        original = ModelState.capture(spec.model)
+        try:
+            with on_device(device), eager(spec.model), group.guard() if group else contextlib.nullcontext():
+                doc = _profile_placed(spec, cfg, device, meta, progress, listeners, extras, group)
+                return group.gather(doc) if group else doc
+        finally:
+            original.restore()
     finally:
-        original.restore()
+        if group:
+            group.close()
+
+
+def _open_group(cfg: ProfileConfig, ddp: DdpOptions) -> Group:
+    from .distributed import open_group
+
+    if "cached" in cfg.runs:
+        raise TlprofError("--ddp profiles the full and frozen runs; the cached run is not measured "
+                          "under DDP (use --runs both)")
+    return open_group(cfg.device, ddp)
 
 
 def _profile_placed(
@@ -79,16 +106,22 @@ def _profile_placed(
     progress: Progress | None,
     listeners: Sequence[MarkListener],
     extras: Sequence[RunExtra],
+    group: Group | None = None,
 ) -> RunDocument:
     model = spec.model
     _place(model, device, cfg.channels_last)
     work = guard_batch(cfg, lambda: make_workload(spec, cfg, device))
     units = find_units(model, work.example())
+    if group:
+        from .distributed import options_of
+
+        group.check_same(options_of(cfg, meta, len(units)))
     check_freeze(cfg.freeze, len(units))
     set_precision_flags(cfg.precision, device)
     watch = DeviceWatch.start(device)  # NVML identity and state of a CUDA device, for meta
     load_start = _load_avg()
-    runs = guard_batch(cfg, lambda: _measure_runs(model, units, work, cfg, progress, listeners, extras))
+    turns = _Turns(model, units, work, cfg, progress, listeners, extras, group.wrap if group else None)
+    runs = guard_batch(cfg, turns.measure)
     load = {"load_avg": {"start": load_start, "end": _load_avg()}, "cpu_count": os.cpu_count()}
     return RunDocument(
         meta=run_meta(cfg, device, work, {**(meta or {}), **watch.finish(), **load}),
@@ -97,46 +130,67 @@ def _profile_placed(
     )
 
 
-def _measure_runs(
-    model: nn.Module,
-    units: Sequence[Unit],
-    work: Workload,
-    cfg: ProfileConfig,
-    progress: Progress | None,
-    listeners: Sequence[MarkListener],
-    extras: Sequence[RunExtra],
-) -> dict[str, Run]:
-    placed = ModelState.capture(model)
-    turns: dict[str, tuple[RunContext, Profiler, Any]] = {}
-    for name in cfg.runs:  # warm-up and memory, each run alone
+@dataclass
+class _Turns:
+    """Every configured run: each warms up and measures memory alone, then the runs take turns
+    block by block (one after another when each is wrapped in DDP)."""
+
+    model: nn.Module
+    units: Sequence[Unit]
+    work: Workload
+    cfg: ProfileConfig
+    progress: Progress | None
+    listeners: Sequence[MarkListener]
+    extras: Sequence[RunExtra]
+    wrap: Callable[[nn.Module], nn.Module] | None = None
+
+    def measure(self) -> dict[str, Run]:
+        placed = ModelState.capture(self.model)
+        if self.wrap is None:
+            started = {name: self._start(name, placed) for name in self.cfg.runs}
+            self._blocks(started)
+            return {name: self._finish(name, *turn) for name, turn in started.items()}
+        runs = {}
+        for name in self.cfg.runs:
+            turn = self._start(name, placed)
+            try:
+                self._blocks({name: turn})
+                runs[name] = self._finish(name, *turn)
+            finally:
+                turn[0].model = self.model
+                gc.collect()  # the wrapper's reducer goes now, and its gradient hooks with it
+        return runs
+
+    def _start(self, name: str, placed: ModelState) -> tuple[RunContext, Profiler, Any]:
+        """The run's context from the weights as placed, its warm-up and memory steps, then a fresh
+        optimizer (the next run's memory step must not see this one's state)."""
         placed.restore_values()
-        ctx = _prepare(model, units, work, cfg, name)
-        prof = run_profiler(ctx, listeners)
-        done = _counter(progress, name, cfg.steps_per_run)
-        run_steps(ctx, prof, cfg.warmup + 1, done)
-        prof.optimizer = ctx.fresh_optimizer()  # the next run's memory step must not see this state
-        turns[name] = (ctx, prof, done)
-    for pairs in cfg.block_sizes():  # then plain and instrumented steps, the runs taking turns
-        for ctx, prof, done in turns.values():
-            ctx.activate()
-            prof.rewarm(cfg.rewarm_steps)
-            run_steps(ctx, prof, cfg.rewarm_steps + 2 * pairs, done)
-    runs = {}
-    for name, (ctx, prof, _) in turns.items():
+        if name == "cached":
+            ctx: RunContext = prepare_cached(self.model, self.units, self.work, self.cfg, name)
+        else:
+            n_frozen = self.cfg.freeze if name == "frozen" else 0
+            ctx = prepare_run(self.model, self.units, self.work, self.cfg, name, n_frozen, self.wrap)
+        prof = run_profiler(ctx, self.listeners)
+        done = _counter(self.progress, name, self.cfg.steps_per_run)
+        run_steps(ctx, prof, self.cfg.warmup + 1, done)
+        prof.optimizer = ctx.fresh_optimizer()
+        return ctx, prof, done
+
+    def _blocks(self, turns: dict[str, tuple[RunContext, Profiler, Any]]) -> None:
+        for pairs in self.cfg.block_sizes():
+            for ctx, prof, done in turns.values():
+                ctx.activate()
+                prof.rewarm(self.cfg.rewarm_steps)
+                run_steps(ctx, prof, self.cfg.rewarm_steps + 2 * pairs, done)
+
+    def _finish(self, name: str, ctx: RunContext, prof: Profiler, _done: Any) -> Run:
         ctx.activate()
-        runs[name] = prof.run(name, ctx.n_frozen)
+        run = prof.run(name, ctx.n_frozen)
         if isinstance(ctx, CachedRunContext):
-            runs[name].cache = ctx.section()
-        for extra in extras:
-            extra.after_run(ctx, runs[name])
-    return runs
-
-
-def _prepare(model: nn.Module, units: Sequence[Unit], work: Workload, cfg: ProfileConfig,
-             name: str) -> RunContext:
-    if name == "cached":
-        return prepare_cached(model, units, work, cfg, name)
-    return prepare_run(model, units, work, cfg, name, cfg.freeze if name == "frozen" else 0)
+            run.cache = ctx.section()
+        for extra in self.extras:
+            extra.after_run(ctx, run)
+        return run
 
 
 def _counter(progress: Progress | None, name: str, total: int) -> Any:

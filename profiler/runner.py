@@ -63,10 +63,17 @@ class RunContext:
     def activate(self) -> None:
         """Make this run's state the model's: its frozen units and BatchNorm modes, no gradients
         left over from another run."""
-        self.model.train()
-        freeze(self.model, self.units, self.n_frozen, self.cfg.frozen_bn)
-        for p in self.model.parameters():
+        model = self.inner
+        model.train()
+        freeze(model, self.units, self.n_frozen, self.cfg.frozen_bn)
+        for p in model.parameters():
             p.grad = None
+
+    @property
+    def inner(self) -> nn.Module:
+        """The user's model (inside DDP when the run is data-parallel)."""
+        ddp = isinstance(self.model, torch.nn.parallel.DistributedDataParallel)
+        return self.model.module if ddp else self.model
 
     def fresh_optimizer(self) -> torch.optim.Optimizer:
         """A new optimizer over this run's parameters: the old one's state is released."""
@@ -246,13 +253,16 @@ def set_precision_flags(precision: str, device: torch.device) -> None:
 
 def prepare_run(
     model: nn.Module, units: Sequence[Unit], work: Workload, cfg: ProfileConfig, name: str,
-    n_frozen: int,
+    n_frozen: int, wrap: Callable[[nn.Module], nn.Module] | None = None,
 ) -> RunContext:
-    """Units 1..n_frozen frozen, and an optimizer over what trains."""
+    """Units 1..n_frozen frozen, and an optimizer over what trains; ``wrap`` puts the model in
+    DDP once it is frozen."""
     ctx = RunContext(model, units, work, cfg, name, n_frozen, None, work.scaler())  # type: ignore[arg-type]
     ctx.activate()
     ctx.params = [p for p in model.parameters() if p.requires_grad]
     ctx.fresh_optimizer()
+    if wrap:
+        ctx.model = wrap(model)  # DDP, once the run's trainable parameters are fixed
     return ctx
 
 

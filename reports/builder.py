@@ -27,6 +27,7 @@ UNIFORM_MAX_SPREAD = 2.0  # max t_i / min t_i
 RATIO_TOLERANCE = 0.25  # |measured / paper - 1| for the per-model cost and the 3-model example
 OVERHEAD_NOTE = 1.10  # instrumented / plain step above which a run's figures get a note
 MIN_CPU_SHARE = 0.85  # on a CPU device, CPU time / wall time below this: other work took the CPU
+HOLDS_BACK = 1.10  # a rank's compute over the other ranks' median above which it holds them back
 
 # The paper's example (docs/design.md §1): t = 1 h, L = 50, N = 45, k = 3.
 PAPER_L, PAPER_N, PAPER_K = 50, 45, 3
@@ -179,6 +180,70 @@ class CostModel:
 
 
 @dataclass
+class CommRow:
+    """One run's gradient all-reduce on rank 0, per step (medians)."""
+
+    run: str
+    buckets: int
+    bytes_per_step: int
+    grad_bytes: int  # grad dtype × trainable parameters
+    padding: str
+    allreduce_ms: float  # Σ over buckets of launch → finish
+    span_ms: float  # first launch → last finish
+    backward_end_ms: float  # from the step's start
+    exposed_ms: float  # after backward's last unit, the step waits this long for communication
+    step_ms: float
+    exposed_share: float  # of the step
+    hidden_share: float  # of the all-reduce span, behind backward
+
+
+@dataclass
+class RankRow:
+    rank: int
+    host: str
+    device: str
+    step_ms: float
+    compute_ms: float  # step − exposed communication: what this rank itself needs
+    exposed_ms: float | None
+    allreduce_ms: float | None
+    bytes_per_step: int | None
+
+
+@dataclass
+class UnitSpread:
+    """One unit's t = fwd + bwd across the ranks."""
+
+    index: int
+    name: str
+    min_ms: float
+    max_ms: float
+    spread: float  # max / min
+    slowest_rank: int
+
+
+@dataclass
+class RankSummary:
+    run: str
+    ranks: list[RankRow]
+    slowest_rank: int  # by compute
+    step_spread: float  # max / min step: DDP makes the ranks wait for each other, so near 1
+    compute_spread: float  # max / min compute
+    units: list[UnitSpread]
+    holds_back: bool
+    verdict: str
+
+
+@dataclass
+class DistributedSummary:
+    world_size: int
+    backend: str
+    comm: list[CommRow]
+    ranks: list[RankSummary]
+    saving: list[Part]  # the frozen run's saving: compute and communication
+    verdicts: list[str]
+
+
+@dataclass
 class Claim:
     id: str
     claim: str
@@ -215,6 +280,7 @@ class Report:
     claims: list[Claim]
     notes: list[str]
     warnings: list[ReportWarning] = field(default_factory=list)  # the runs' own, as measured
+    distributed: DistributedSummary | None = None
 
     def rows(self, granularity: str | None = None) -> list[UnitRow]:
         g = granularity or self.options.granularity
@@ -484,6 +550,16 @@ def row_specs(report_t: list[float], n_frozen: int, full: Run, frozen: Run | Non
             "model 1 is a full training; models 2..k each pay the frozen units' forward, "
             "the loss and the optimizer every step",
             s_full * se, frozen.step_ms.median * se))
+        if full.distributed is not None:
+            specs[-1].departs += (f"; data-parallel over {full.distributed.world_size} ranks: s is rank 0's "
+                                  "DDP step, the gradient all-reduce included")
+        c_full, c_frozen = exposed_ms(full), exposed_ms(frozen)
+        if c_full is not None and c_frozen is not None:
+            specs.append(RowSpec(
+                "measured_compute", "as measured, with c = exposed communication taken out of each step",
+                "what the data-parallel steps cost without waiting for the all-reduce: the gap to the "
+                "measured row is the communication's part",
+                (s_full - c_full) * se, (frozen.step_ms.median - c_frozen) * se))
     if cached is not None:
         specs.append(_cached_spec(s_full, cached, s, se, options.data_per_model))
     return {spec.name: spec for spec in specs}
@@ -513,6 +589,127 @@ def cost_model(specs: dict[str, RowSpec], report_t: list[float], full: Run,
     rows = {name: cost_row(spec, ks, scale) for name, spec in specs.items()}
     return CostModel(k=ks, unit=unit, ms_per_unit=scale, steps_per_epoch=options.steps,
                      epochs=options.epoch_count, rows=rows)
+
+
+
+# -- data parallelism (docs/design.md §9) ----------------------------------------
+
+
+def exposed_ms(run: Run) -> float | None:
+    comm = run.distributed.comm if run.distributed else None
+    return comm.exposed_ms.median if comm and comm.exposed_ms.samples else None
+
+
+def comm_row(run: Run) -> CommRow | None:
+    comm = run.distributed.comm if run.distributed else None
+    if comm is None:
+        return None
+    span, exposed = comm.span_ms.median, comm.exposed_ms.median
+    return CommRow(
+        run=run.name, buckets=len(comm.buckets), bytes_per_step=comm.bytes_per_step,
+        grad_bytes=comm.grad_bytes, padding=comm.padding, allreduce_ms=comm.allreduce_ms.median,
+        span_ms=span, backward_end_ms=comm.backward_end_ms.median, exposed_ms=exposed,
+        step_ms=run.step_ms.median, exposed_share=_div(exposed, run.step_ms.median),
+        hidden_share=max(0.0, 1 - _div(exposed, span)) if span > 0 else float("nan"),
+    )
+
+
+def _paired_median(a: list[float], b: list[float]) -> float:
+    """Median of a − b step by step when the samples pair up, else the difference of medians."""
+    if len(a) == len(b) and a:
+        return statistics.median(x - y for x, y in zip(a, b))
+    return (statistics.median(a) if a else 0.0) - (statistics.median(b) if b else 0.0)
+
+
+def rank_rows(run: Run) -> list[RankRow]:
+    rows = []
+    for r in run.distributed.ranks:
+        exposed = r.exposed_ms.samples if r.exposed_ms else []
+        rows.append(RankRow(
+            rank=r.rank, host=r.host, device=r.device, step_ms=r.step_ms.median,
+            compute_ms=_paired_median(r.step_ms.samples, exposed),
+            exposed_ms=r.exposed_ms.median if r.exposed_ms else None,
+            allreduce_ms=r.allreduce_ms.median if r.allreduce_ms else None,
+            bytes_per_step=r.bytes_per_step))
+    return rows
+
+
+def unit_spreads(run: Run, names: list[str]) -> list[UnitSpread]:
+    ranks = run.distributed.ranks
+    out = []
+    for i, name in enumerate(names):
+        t = [(r.unit_fwd_ms[i] + r.unit_bwd_ms[i], r.rank) for r in ranks if i < len(r.unit_fwd_ms)]
+        if not t:
+            continue
+        (lo, _), (hi, slow) = min(t), max(t)
+        out.append(UnitSpread(i + 1, name, lo, hi, _div(hi, lo) if lo > 0 else float("nan"), slow))
+    return out
+
+
+def rank_summary(run: Run, names: list[str]) -> RankSummary | None:
+    if run.distributed is None or len(run.distributed.ranks) < 2:
+        return None
+    rows = rank_rows(run)
+    slow = max(rows, key=lambda r: r.compute_ms)
+    others = statistics.median(r.compute_ms for r in rows if r is not slow)
+    steps, compute = [r.step_ms for r in rows], [r.compute_ms for r in rows]
+    units = unit_spreads(run, names)
+    holds = _div(slow.compute_ms, others) > HOLDS_BACK
+    if holds:
+        worst = max(units, key=lambda u: u.max_ms - u.min_ms)
+        verdict = (f"{run.name} run: rank {slow.rank} holds the others back: it computes "
+                   f"{slow.compute_ms:.3g} ms per step against {others:.3g} ms on the others "
+                   f"({_div(slow.compute_ms, others):.2f}×), and they wait for it in the all-reduce; "
+                   f"its slowest unit against the other ranks is {worst.name} "
+                   f"({worst.max_ms:.3g} vs {worst.min_ms:.3g} ms)")
+    else:
+        verdict = (f"{run.name} run: no rank holds the others back (compute max/min "
+                   f"{_div(max(compute), min(compute)):.2f}, within {HOLDS_BACK:.2f})")
+    return RankSummary(
+        run=run.name, ranks=rows, slowest_rank=slow.rank,
+        step_spread=_div(max(steps), min(steps)), compute_spread=_div(max(compute), min(compute)),
+        units=units, holds_back=holds, verdict=verdict)
+
+
+def comm_saving(full: Run, frozen: Run) -> list[Part]:
+    """The frozen saving split: the step without exposed communication, and the exposed part."""
+    c_full, c_frozen = exposed_ms(full), exposed_ms(frozen)
+    if c_full is None or c_frozen is None:
+        return []
+    saved = full.step_ms.median - frozen.step_ms.median
+    bytes_saved = full.distributed.comm.bytes_per_step - frozen.distributed.comm.bytes_per_step
+    comm = c_full - c_frozen
+    parts = [Part("compute (step − exposed communication)", saved - comm),
+             Part("exposed communication", comm, bytes=bytes_saved)]
+    for p in parts:
+        p.share = _div(p.ms, saved)
+    return parts
+
+
+def distributed_summary(profile: RunDocument, names: list[str]) -> DistributedSummary | None:
+    runs = [r for r in profile.runs.values() if r.distributed is not None]
+    if not runs:
+        return None
+    first = runs[0].distributed
+    comm = [row for r in runs if (row := comm_row(r)) is not None]
+    ranks = [s for r in runs if (s := rank_summary(r, names)) is not None]
+    full, frozen = profile.runs.get("full"), profile.runs.get("frozen")
+    saving = comm_saving(full, frozen) if full and frozen else []
+    verdicts = [s.verdict for s in ranks]
+    for row in comm:
+        verdicts.append(
+            f"{row.run} run: {row.bytes_per_step:,} bytes all-reduced per step in {row.buckets} bucket(s) "
+            f"(grad dtype × trainable parameters = {row.grad_bytes:,}); {row.exposed_ms:.3g} ms of it "
+            f"exposed after backward ({_pct(row.exposed_share)} of the step)")
+    if saving:
+        verdicts.append(
+            f"of the frozen saving, compute gives {saving[0].ms:.3g} ms ({_pct(saving[0].share)}) and "
+            f"communication {saving[1].ms:.3g} ms ({_pct(saving[1].share)})")
+    return DistributedSummary(first.world_size, first.backend, comm, ranks, saving, verdicts)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{x:.0%}"
 
 
 # -- the paper's claims (docs/design.md §1) ------------------------------------------
@@ -577,6 +774,7 @@ EXAMPLE_LABELS = {
     "paper_measured_t": "with measured t_i",
     "measured": "measured steps",
     "measured_cached": "cached features",
+    "measured_compute": "measured steps less exposed communication",
 }
 
 
@@ -659,6 +857,7 @@ def build_report(profile: RunDocument, options: ReportOptions | None = None) -> 
         uniformity=uni, frozen=fz, cached=cz, cost_model=cm, claims=claims,
         notes=_notes(profile, full, frozen),
         warnings=_warnings(profile),
+        distributed=distributed_summary(profile, names),
     )
 
 
@@ -707,6 +906,11 @@ def _notes(profile: RunDocument, full: Run, frozen: Run | None) -> list[str]:
     notes += _contention_notes(profile)
     if frozen is None:
         notes.append("no frozen run: the measured cost-model row and claim 2 need --freeze N")
+    if full.distributed is not None:
+        d = full.distributed
+        notes.append(f"data-parallel over {d.world_size} ranks ({d.backend}): step and unit figures are "
+                     f"rank {d.rank}'s; every rank's are in the data-parallel section; exposed "
+                     "communication includes waiting for slower ranks")
     if str(profile.meta.device or "").startswith("cpu"):
         notes.append("measured on a CPU: ratios differ from a GPU's (docs/design.md §1 expects "
                      "0.35–0.45 on a GPU)")

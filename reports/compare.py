@@ -87,7 +87,33 @@ def _summary(a: Run, b: Run) -> list[Delta]:
         rows.append(Delta(kind, name, sum(getattr(u, attr).median for u in a.units),
                           sum(getattr(u, attr).median for u in b.units)))
     rows.append(Delta("plain", "plain step (no hooks)", a.plain_step_ms.median, b.plain_step_ms.median))
+    return rows + _comm(a, b)
+
+
+def _comm(a: Run, b: Run) -> list[Delta]:
+    """Two data-parallel runs: their all-reduce, exposed communication and each rank's step."""
+    ca = a.distributed.comm if a.distributed else None
+    cb = b.distributed.comm if b.distributed else None
+    if ca is None or cb is None:
+        return []
+    rows = [Delta("comm", "all-reduce (Σ buckets)", ca.allreduce_ms.median, cb.allreduce_ms.median),
+            Delta("comm", "exposed communication", ca.exposed_ms.median, cb.exposed_ms.median)]
+    steps_b = {r.rank: r.step_ms.median for r in b.distributed.ranks}
+    rows += [Delta("rank", f"rank {r.rank} step", r.step_ms.median, steps_b[r.rank])
+             for r in a.distributed.ranks if r.rank in steps_b]
     return rows
+
+
+def _comm_notes(name: str, a: Run, b: Run) -> list[str]:
+    ca = a.distributed.comm if a.distributed else None
+    cb = b.distributed.comm if b.distributed else None
+    if ca is None and cb is None:
+        return []
+    if ca is None or cb is None:
+        return [f"{name} run: data-parallel only in {'B' if ca is None else 'A'}"]
+    wa, wb = a.distributed.world_size, b.distributed.world_size
+    return [f"{name} run: {ca.bytes_per_step:,} bytes all-reduced per step in A ({wa} ranks), "
+            f"{cb.bytes_per_step:,} in B ({wb} ranks)"]
 
 
 def _units(names: list[str], a: Run, b: Run) -> list[Delta]:
@@ -107,6 +133,8 @@ def compare(a: RunDocument, b: RunDocument, label_a: str = "A", label_b: str = "
     notes = []
     if not same_units:
         notes.append(f"the units differ ({len(a.units)} vs {len(b.units)}): per-unit rows left out")
+    for name in a.runs.keys() & b.runs.keys():
+        notes += _comm_notes(name, a.runs[name], b.runs[name])
     freeze_a = {n: r.freeze for n, r in a.runs.items()}
     freeze_b = {n: r.freeze for n, r in b.runs.items()}
     for name in freeze_a.keys() & freeze_b.keys():

@@ -13,12 +13,14 @@ from tlprof.reports.text import (
     ROW_TITLES,
     cached_lines,
     cost_notes,
+    distributed_tables,
     example_table,
     fmt_num,
     fmt_ratio,
     frozen_sentence,
     frozen_tables,
     headline,
+    padding_lines,
     section_titles,
     uniformity_lines,
     unit_cells,
@@ -94,6 +96,16 @@ def _cost_html(report: Report) -> str:
     return "\n".join(parts)
 
 
+def _distributed_html(report: Report) -> str:
+    d = report.distributed
+    parts = []
+    for t in distributed_tables(d):
+        parts += [f"<h3>{escape(t.title)}</h3>", html_table(t.header, t.rows)]
+    parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in [*d.verdicts, *padding_lines(d)])
+                 + "</ul>")
+    return "\n".join(parts)
+
+
 def _claims_html(report: Report) -> str:
     rows = [[str(i), c.claim,
              f'<span class="{VERDICT_CLASS.get(c.verdict, "dim")}">{escape(c.verdict)}</span>',
@@ -125,8 +137,10 @@ def render_html(report: Report) -> str:
         body += [f"<h3>{escape(t['cached'])}</h3>", html_table(["figure", "value"], cached_lines(report))]
     body += [
         f"<h2>{escape(t['cost'])}</h2>", _figure(plots["cost_model"]), _cost_html(report),
-        f"<h2>{escape(t['claims'])}</h2>", _claims_html(report),
     ]
+    if report.distributed is not None:
+        body += [f"<h2>{escape(t['distributed'])}</h2>", _distributed_html(report)]
+    body += [f"<h2>{escape(t['claims'])}</h2>", _claims_html(report)]
     if report.notes:
         body.append("<ul class=\"dim\">" + "".join(f"<li>{escape(n)}</li>" for n in report.notes)
                     + "</ul>")

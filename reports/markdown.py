@@ -9,12 +9,14 @@ from tlprof.reports.text import (
     ROW_TITLES,
     cached_lines,
     cost_notes,
+    distributed_tables,
     example_table,
     fmt_num,
     fmt_ratio,
     frozen_sentence,
     frozen_tables,
     headline,
+    padding_lines,
     section_titles,
     settings_line,
     uniformity_lines,
@@ -24,7 +26,9 @@ from tlprof.reports.text import (
 
 RIGHT = {"#", "fwd ms", "bwd ms", "t ms", "share", "cum", "frozen fwd", "frozen bwd", "cached fwd",
          "cached bwd", "saved", "ms", "bytes", "full", "frozen", "classic", "transfer", "ratio",
-         "marginal", "classic h", "transfer h", "k", "A", "B", "Δ ms", "B/A", "A fwd", "A bwd",
+         "marginal", "classic h", "transfer h", "k", "A", "B", "buckets", "grad×params", "allreduce",
+         "span", "bwd end", "exposed", "of step", "hidden", "rank", "step ms", "compute ms", "exposed ms",
+         "allreduce ms", "min ms", "max ms", "max/min", "slowest rank", "Δ ms", "B/A", "A fwd", "A bwd",
          "B fwd", "B bwd", "A t", "B t"}
 
 
@@ -82,6 +86,15 @@ def cost_md(report: Report) -> str:
     return "\n\n".join(parts)
 
 
+def distributed_md(report: Report) -> str:
+    d = report.distributed
+    parts = []
+    for t in distributed_tables(d):
+        parts += [f"{t.title}:", md_table(t.header, t.rows)]
+    parts.append("\n".join(f"- {line}" for line in [*d.verdicts, *padding_lines(d)]))
+    return "\n\n".join(parts)
+
+
 def claims_md(report: Report) -> str:
     rows = [[str(i), c.claim, Md(f"**{c.verdict}**"), c.evidence] for i, c in enumerate(report.claims, 1)]
     return md_table(["#", "the paper says", "verdict", "measured"], rows)
@@ -98,7 +111,10 @@ def render_markdown(report: Report) -> str:
     ]
     if report.cached is not None:
         parts += [f"### {t['cached']}", md_table(["figure", "value"], cached_lines(report))]
-    parts += [f"## {t['cost']}", cost_md(report), f"## {t['claims']}", claims_md(report)]
+    parts += [f"## {t['cost']}", cost_md(report)]
+    if report.distributed is not None:
+        parts += [f"## {t['distributed']}", distributed_md(report)]
+    parts += [f"## {t['claims']}", claims_md(report)]
     if report.notes:
         parts.append("\n".join(f"- {n}" for n in report.notes))
     if report.warnings:

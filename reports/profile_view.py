@@ -18,7 +18,13 @@ from tlprof.document import Run, RunDocument, UnitRun
 from tlprof.errors import TlprofError
 from tlprof.reports.builder import ReportOptions, build_report, frozen_summary
 from tlprof.reports.provenance import settings_text
-from tlprof.reports.rich_view import claims_section, cost_section, notes_section, warnings_section
+from tlprof.reports.rich_view import (
+    claims_section,
+    cost_section,
+    distributed_section,
+    notes_section,
+    warnings_section,
+)
 from tlprof.reports.text import fmt_bytes, renumber
 from tlprof.stats import Stats
 
@@ -130,7 +136,8 @@ def report_sections(profile: RunDocument) -> list[RenderableType]:
     numbered = [cost_section(report), claims_section(report)]
     for n, section in enumerate(numbered, 1):  # numbered as shown here, not as in the full report
         _renumber(section, n)
-    return [*numbered, notes_section(report), warnings_section(report)]
+    return [numbered[0], distributed_section(report), numbered[1], notes_section(report),
+            warnings_section(report)]
 
 
 def _renumber(section: RenderableType, n: int) -> None:

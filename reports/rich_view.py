@@ -11,15 +11,18 @@ from tlprof.reports.builder import HOLDS, REFUTED, Report
 from tlprof.reports.text import (
     PER_LATER_MODEL,
     ROW_TITLES,
+    UNIT_SPREAD_ROWS,
     TextTable,
     cached_lines,
     cost_notes,
+    distributed_tables,
     example_table,
     fmt_num,
     fmt_ratio,
     frozen_sentence,
     frozen_tables,
     headline,
+    padding_lines,
     section_titles,
     settings_line,
     shown_ks,
@@ -82,6 +85,24 @@ def frozen_section(report: Report) -> RenderableType:
     if f is None:
         return Text(f"{title}: not measured (profile with --freeze N)", style="dim")
     return Group(Text(f"{title}\n{frozen_sentence(f)}"), *(_text_table(t) for t in frozen_tables(f)))
+
+
+def _text_table(t) -> Table:  # a TextTable
+    table = _table(t.title)
+    for i, col in enumerate(t.header):
+        table.add_column(col, justify="left" if i == 0 or col in ("unit", "host") else "right")
+    for row in t.rows:
+        table.add_row(*row)
+    return table
+
+
+def distributed_section(report: Report) -> RenderableType:
+    d = report.distributed
+    if d is None:
+        return Group()
+    tables = [_text_table(t) for t in distributed_tables(d, UNIT_SPREAD_ROWS)]
+    lines = "\n".join([*d.verdicts, *padding_lines(d)])
+    return Group(Text(section_titles(report)["distributed"], style="bold"), *tables, Text(lines))
 
 
 def cached_section(report: Report) -> RenderableType:
@@ -152,6 +173,7 @@ def report_view(report: Report) -> Group:
         cached_section(report),
         cost_section(report),
         example_section(report),
+        distributed_section(report),
         claims_section(report),
         notes_section(report),
         warnings_section(report),

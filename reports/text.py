@@ -12,6 +12,7 @@ from tlprof.reports.builder import (
     PAPER_L,
     PAPER_N,
     CostModel,
+    DistributedSummary,
     FrozenSummary,
     Report,
     UnitRow,
@@ -23,6 +24,7 @@ ROW_TITLES = {
     "paper_measured_t": "paper, measured t_i",
     "measured": "measured steps",
     "measured_cached": "cached features",
+    "measured_compute": "measured, compute only",
 }
 PER_LATER_MODEL = "per later model"  # models 2..k: per_model_classic and per_model_transfer
 
@@ -93,6 +95,7 @@ def section_titles(report: Report) -> dict[str, str]:
         "cached": "The cached-features run",
         "cost": f"3. Cost model, {cost_unit_text(report.cost_model)}",
         "claims": "4. The paper's claims",
+        "distributed": _distributed_title(report.distributed),
     }
 
 
@@ -100,6 +103,12 @@ def renumber(title: str, n: int) -> str:
     """``3. Cost model…`` as section ``n`` of a view that shows fewer sections than the report."""
     head, dot, rest = title.partition(". ")
     return f"{n}. {rest}" if dot and head.isdigit() else title
+
+
+def _distributed_title(d: DistributedSummary | None) -> str:
+    if d is None:
+        return "Data parallelism"
+    return f"5. Data parallelism: {d.world_size} ranks, {d.backend}"
 
 
 def cost_unit_text(cm: CostModel) -> str:
@@ -240,3 +249,43 @@ def example_table(report: Report) -> TextTable | None:
             for name, e in claim.numbers.items()]
     return TextTable(f"The paper's example at k = {PAPER_K}, in its hours (one training = L h)",
                      ["row", "classic h", "transfer h", "ratio"], rows)
+
+
+UNIT_SPREAD_ROWS = 5  # the terminal shows the units whose t differs most between ranks
+
+
+def distributed_tables(d: DistributedSummary, unit_rows: int | None = None) -> list[TextTable]:
+    """Communication per run, every rank, the frozen saving's split, and units by rank spread."""
+    tables = [TextTable(
+        "Gradient all-reduce per step (rank 0, medians, ms; bwd end from the step's start)",
+        ["run", "buckets", "bytes", "grad×params", "allreduce", "span", "bwd end", "exposed",
+         "of step", "hidden"],
+        [[c.run, str(c.buckets), f"{c.bytes_per_step:,}", f"{c.grad_bytes:,}", fmt_num(c.allreduce_ms),
+          fmt_num(c.span_ms), fmt_num(c.backward_end_ms), fmt_num(c.exposed_ms), fmt_pct(c.exposed_share),
+          fmt_pct(c.hidden_share)] for c in d.comm])]
+    for s in d.ranks:
+        tables.append(TextTable(
+            f"{s.run} run per rank (slowest: rank {s.slowest_rank}; step max/min "
+            f"{fmt_num(s.step_spread)}, compute max/min {fmt_num(s.compute_spread)})",
+            ["rank", "host", "step ms", "compute ms", "exposed ms", "allreduce ms", "bytes"],
+            [[str(r.rank), r.host, fmt_num(r.step_ms), fmt_num(r.compute_ms), fmt_num(r.exposed_ms),
+              fmt_num(r.allreduce_ms), "-" if r.bytes_per_step is None else f"{r.bytes_per_step:,}"]
+             for r in s.ranks]))
+        units = sorted(s.units, key=lambda u: u.max_ms - u.min_ms, reverse=True)[:unit_rows]
+        tables.append(TextTable(
+            f"{s.run} run: t per unit across ranks" + (" (widest first)" if unit_rows else ""),
+            ["#", "unit", "min ms", "max ms", "max/min", "slowest rank"],
+            [[str(u.index), u.name, fmt_num(u.min_ms), fmt_num(u.max_ms), fmt_ratio(u.spread),
+              str(u.slowest_rank)] for u in units]))
+    if d.saving:
+        saved = sum(p.ms for p in d.saving)
+        tables.append(TextTable(
+            f"Where the frozen saving of {fmt_num(saved)} ms per step comes from, data-parallel",
+            ["source", "ms", "share", "bytes"],
+            [[p.name, fmt_num(p.ms), fmt_pct(p.share), "-" if p.bytes is None else fmt_bytes(p.bytes)]
+             for p in d.saving]))
+    return tables
+
+
+def padding_lines(d: DistributedSummary) -> list[str]:
+    return [f"{c.run} run bucket padding: {c.padding}" for c in d.comm]
