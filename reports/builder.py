@@ -16,6 +16,7 @@ from typing import Any
 
 from tlprof.document import Run, RunDocument, finite
 from tlprof.errors import TlprofError
+from tlprof.reports.kernel_rows import KernelsSummary, kernels_summary
 
 SCHEMA = "tlprof.report/2"  # 2: model 1 counted as the full training (issue #13); ``base`` → ``first_model``
 GRANULARITIES = ("unit", "block", "stage")
@@ -281,6 +282,7 @@ class Report:
     notes: list[str]
     warnings: list[ReportWarning] = field(default_factory=list)  # the runs' own, as measured
     distributed: DistributedSummary | None = None
+    kernels: KernelsSummary | None = None  # what --kernels measured, against the roofline
 
     def rows(self, granularity: str | None = None) -> list[UnitRow]:
         g = granularity or self.options.granularity
@@ -858,6 +860,7 @@ def build_report(profile: RunDocument, options: ReportOptions | None = None) -> 
         notes=_notes(profile, full, frozen),
         warnings=_warnings(profile),
         distributed=distributed_summary(profile, names),
+        kernels=kernels_summary(profile),
     )
 
 

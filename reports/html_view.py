@@ -117,6 +117,20 @@ def _figure(svg: str) -> str:
     return f"<figure>{svg}</figure>"
 
 
+KERNEL_COLUMNS = ["run", "#", "unit", "pass", "FLOPs", "bytes", "FLOP/byte", "TFLOP/s", "% of roof",
+                  "bound", "measured ms", "kernel ms"]
+
+
+def _kernels_html(report: Report) -> str:
+    k = report.kernels
+    rows = [[r.run, str(r.index), r.name, r.direction, fmt_num(r.flops), fmt_num(r.bytes),
+             fmt_num(r.intensity), fmt_num(r.achieved_tflops), fmt_num(r.pct_of_roof), r.bound or "-",
+             fmt_num(r.measured_ms), fmt_num(r.kernel_ms)] for r in k.rows]
+    agreement = "; ".join(f"{run}: kernel sum / measured {fmt_num(a)}" for run, a in k.agreement.items())
+    return (f"<p>{escape(agreement)} (docs/kernels.md: FLOPs of matmuls and convolutions, bytes a "
+            "lower bound on traffic)</p>" + html_table(KERNEL_COLUMNS, rows))
+
+
 def render_html(report: Report) -> str:
     t = section_titles(report)
     plots = report_plots(report)
@@ -140,6 +154,9 @@ def render_html(report: Report) -> str:
     ]
     if report.distributed is not None:
         body += [f"<h2>{escape(t['distributed'])}</h2>", _distributed_html(report)]
+    if report.kernels is not None:
+        body += ["<h2>Below the layer: FLOPs, bytes and the roofline (--kernels)</h2>",
+                 _figure(plots["roofline"]) if "roofline" in plots else "", _kernels_html(report)]
     body += [f"<h2>{escape(t['claims'])}</h2>", _claims_html(report)]
     if report.notes:
         body.append("<ul class=\"dim\">" + "".join(f"<li>{escape(n)}</li>" for n in report.notes)

@@ -6,7 +6,7 @@ Each function returns one self-contained ``<svg>`` element as a string.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -203,5 +203,68 @@ def cost_curves(report: Report) -> str:
 def report_plots(report: Report) -> dict[str, str]:
     """File stem → SVG text, for every plot the report has data for."""
     plots = {"units_full": unit_bars(report, "full"), "units_frozen": unit_bars(report, "frozen"),
-             "cumulative_share": cumulative_share(report), "cost_model": cost_curves(report)}
+             "cumulative_share": cumulative_share(report), "cost_model": cost_curves(report),
+             "roofline": roofline(report)}
     return {name: svg for name, svg in plots.items() if svg is not None}
+
+
+def _log_scale(lo: float, hi: float, size: float, flip: bool) -> Callable[[float], float]:
+    a, b = math.log10(lo), math.log10(hi)
+
+    def scale(v: float) -> float:
+        t = (math.log10(max(v, lo)) - a) / (b - a)
+        return size * (1 - t) if flip else size * t
+
+    return scale
+
+
+def roofline(report: Report) -> str | None:
+    """Achieved TFLOP/s against FLOP/byte per unit pass, log-log, under the device's roofs."""
+    k = report.kernels
+    if k is None or k.ceilings is None:
+        return None
+    points = [r for r in k.rows if r.intensity and r.achieved_tflops]
+    if not points:
+        return None
+    _, peak = k.ceilings.peak_tflops(k.precision or "fp32")
+    bw_tflops = k.ceilings.copy_gbps * 1e9 / 1e12  # TFLOP/s per FLOP/byte under the memory roof
+    x_lo = 10 ** math.floor(math.log10(min(r.intensity for r in points)))
+    x_hi = 10 ** math.ceil(math.log10(max(max(r.intensity for r in points), peak / bw_tflops) * 1.01))
+    y_lo = 10 ** math.floor(math.log10(min(r.achieved_tflops for r in points)))
+    y_hi = 10 ** math.ceil(math.log10(peak * 1.01))
+    plot_w, plot_h = WIDTH - MARGIN_L - MARGIN_R, HEIGHT - MARGIN_T - MARGIN_B
+    sx, sy = _log_scale(x_lo, x_hi, plot_w, False), _log_scale(y_lo, y_hi, plot_h, True)
+    title = (f"Roofline ({k.precision or 'fp32'} peak {peak:.3g} TFLOP/s, "
+             f"copy {k.ceilings.copy_gbps:.0f} GB/s)")
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="11">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{MARGIN_L}" y="18" font-size="13" font-weight="bold">{escape(title)}</text>',
+        f'<rect x="{MARGIN_L}" y="{MARGIN_T}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#ddd"/>',
+    ]
+    for exp in range(round(math.log10(x_lo)), round(math.log10(x_hi)) + 1):
+        x = MARGIN_L + sx(10**exp)
+        out.append(f'<text x="{x:.1f}" y="{MARGIN_T + plot_h + 14}" text-anchor="middle">1e{exp}</text>')
+    for exp in range(round(math.log10(y_lo)), round(math.log10(y_hi)) + 1):
+        y = MARGIN_T + sy(10**exp)
+        out.append(f'<text x="{MARGIN_L - 6}" y="{y + 4:.1f}" text-anchor="end">1e{exp}</text>')
+    ridge = peak / bw_tflops
+    xs = [x_lo, min(max(ridge, x_lo), x_hi), x_hi]
+    roof = " ".join(f"{MARGIN_L + sx(x):.1f},{MARGIN_T + sy(min(peak, x * bw_tflops)):.1f}" for x in xs)
+    out.append(f'<polyline points="{roof}" fill="none" stroke="#555" stroke-width="2"><title>roof: '
+               f"min(peak, intensity × copy bandwidth)</title></polyline>")
+    colors = {"fwd": PALETTE[0], "bwd": PALETTE[2]}
+    for r in points:
+        cx, cy = MARGIN_L + sx(r.intensity), MARGIN_T + sy(r.achieved_tflops)
+        out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{colors[r.direction]}" '
+                   f'fill-opacity="0.7"><title>{escape(r.run)} {r.index} {escape(r.name)} {r.direction}: '
+                   f"{r.intensity:.3g} FLOP/B, {r.achieved_tflops:.3g} TFLOP/s</title></circle>")
+    out.append(f'<text x="{MARGIN_L + plot_w / 2:.0f}" y="{HEIGHT - 6}" text-anchor="middle">'
+               "intensity (FLOP per byte moved, lower bound on bytes)</text>")
+    out.append(f'<text x="14" y="{MARGIN_T + plot_h / 2:.0f}" text-anchor="middle" '
+               f'transform="rotate(-90 14 {MARGIN_T + plot_h / 2:.0f})">achieved TFLOP/s</text>')
+    out += _legend([Series("forward", [], PALETTE[0]), Series("backward", [], PALETTE[2]),
+                    Series("roof", [], "#555")])
+    out.append("</svg>")
+    return "\n".join(out)
