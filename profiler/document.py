@@ -489,6 +489,10 @@ class Run:
     units: list[UnitRun]
     plain_step_ms: Stats
     cpu_ms: Stats = field(default_factory=Stats)  # process CPU time per instrumented step
+    # Wall-to-wall host time of each plain and instrumented step, everything the profiler does
+    # for it included (docs/design.md §3); empty in documents made before they were measured.
+    plain_wall_ms: Stats = field(default_factory=Stats)
+    step_wall_ms: Stats = field(default_factory=Stats)
     memory: Memory = field(default_factory=Memory)
     timeline: list[Span] = field(default_factory=list)  # the marks of the median measured step
     timeline_step: int | None = None  # which measured step (1-based) the timeline is
@@ -501,8 +505,13 @@ class Run:
 
     @property
     def overhead_ratio(self) -> float:
-        plain = self.plain_step_ms.median
-        return self.step_ms.median / plain if plain > 0 else float("nan")
+        """Instrumented / plain step, both wall-to-wall (what a user feels); documents without
+        wall-to-wall samples fall back to the marked step over the plain step."""
+        if self.step_wall_ms.samples and self.plain_wall_ms.samples:
+            step, plain = self.step_wall_ms.median, self.plain_wall_ms.median
+        else:
+            step, plain = self.step_ms.median, self.plain_step_ms.median
+        return step / plain if plain > 0 else float("nan")
 
     def phase_ms(self, *names: str) -> float:
         """Sum of the named phases' medians."""
@@ -534,6 +543,8 @@ class Run:
             "units": [u.to_dict() for u in self.units],
             "plain_step_ms": self.plain_step_ms.to_dict(),
             "overhead_ratio": self.overhead_ratio,
+            "plain_wall_ms": self.plain_wall_ms.to_dict(),
+            "step_wall_ms": self.step_wall_ms.to_dict(),
             "cpu_ms": self.cpu_ms.to_dict(),
             "memory": memory,
             "timeline": [asdict(s) for s in self.timeline],
@@ -554,6 +565,8 @@ class Run:
             units=[UnitRun.from_dict(u) for u in d["units"]],
             plain_step_ms=Stats.from_dict(d["plain_step_ms"]),
             cpu_ms=Stats.from_dict(d.get("cpu_ms", {"samples": []})),
+            plain_wall_ms=Stats.from_dict(d.get("plain_wall_ms", {"samples": []})),
+            step_wall_ms=Stats.from_dict(d.get("step_wall_ms", {"samples": []})),
             memory=Memory.from_dict(d.get("memory", {})),
             timeline=[Span(**s) for s in d.get("timeline", [])],
             timeline_step=d.get("timeline_step"),
@@ -582,6 +595,7 @@ def _run_figures(run: Run) -> list[tuple[str, Stats]]:
     figures += [(f"phases_ms.{name}", s) for name, s in run.phases_ms.items()]
     if not all(math.isnan(x) for x in run.plain_step_ms.samples):  # all null: not measured
         figures.append(("plain_step_ms", run.plain_step_ms))
+    figures += [("plain_wall_ms", run.plain_wall_ms), ("step_wall_ms", run.step_wall_ms)]
     for i, u in enumerate(run.units):
         figures += [(f"units[{i}].fwd_ms", u.fwd_ms), (f"units[{i}].bwd_ms", u.bwd_ms)]
     if run.cache is not None:

@@ -17,7 +17,7 @@ import gc
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -143,9 +143,19 @@ class _Turns:
     listeners: Sequence[MarkListener]
     extras: Sequence[RunExtra]
     wrap: Callable[[nn.Module], nn.Module] | None = None
+    _opened: list[Profiler] = field(default_factory=list)
 
     def measure(self) -> dict[str, Run]:
+        opened: list[Profiler] = []
+        try:
+            return self._measure(opened)
+        finally:
+            for prof in opened:
+                prof.close()  # the model keeps no hook, also when a run fails
+
+    def _measure(self, opened: list[Profiler]) -> dict[str, Run]:
         placed = ModelState.capture(self.model)
+        self._opened = opened
         if self.wrap is None:
             started = {name: self._start(name, placed) for name in self.cfg.runs}
             self._blocks(started)
@@ -171,6 +181,7 @@ class _Turns:
             n_frozen = self.cfg.freeze if name == "frozen" else 0
             ctx = prepare_run(self.model, self.units, self.work, self.cfg, name, n_frozen, self.wrap)
         prof = run_profiler(ctx, self.listeners)
+        self._opened.append(prof.__enter__())  # hooks installed once for the run (docs/design.md §3)
         done = _counter(self.progress, name, self.cfg.steps_per_run)
         run_steps(ctx, prof, self.cfg.warmup + 1, done)
         prof.optimizer = ctx.fresh_optimizer()
@@ -184,6 +195,7 @@ class _Turns:
                 run_steps(ctx, prof, self.cfg.rewarm_steps + 2 * pairs, done)
 
     def _finish(self, name: str, ctx: RunContext, prof: Profiler, _done: Any) -> Run:
+        prof.close()  # the extras run their own steps on a model without this run's hooks
         ctx.activate()
         run = prof.run(name, ctx.n_frozen)
         if isinstance(ctx, CachedRunContext):
