@@ -53,6 +53,21 @@ def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
+class BackendFlags:
+    """The flags that decided fp32 arithmetic while the profile ran (``--precision default`` leaves
+    them as PyTorch or the caller had them)."""
+
+    matmul_tf32: bool | None = None  # torch.backends.cuda.matmul.allow_tf32
+    cudnn_tf32: bool | None = None  # torch.backends.cudnn.allow_tf32
+    cudnn_benchmark: bool | None = None
+    float32_matmul_precision: str | None = None  # torch.get_float32_matmul_precision()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BackendFlags:
+        return cls(**_known(cls, d))
+
+
+@dataclass
 class Meta:
     """How the profile was made. ``user`` holds what a caller added that tlprof does not know."""
 
@@ -70,6 +85,7 @@ class Meta:
     batch_size: int | None = None
     input_shape: list[int] = field(default_factory=list)
     precision: str | None = None
+    backend_flags: BackendFlags | None = None
     channels_last: bool | None = None
     optimizer: str | None = None
     lr: float | None = None
@@ -101,6 +117,8 @@ class Meta:
         known = _known(cls, d)
         user = {**d.get("user", {}), **{k: v for k, v in d.items() if k not in known and k != "user"}}
         known.pop("user", None)
+        if isinstance(known.get("backend_flags"), dict):
+            known["backend_flags"] = BackendFlags.from_dict(known["backend_flags"])
         return cls(**known, user=user)
 
 

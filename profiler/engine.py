@@ -26,7 +26,7 @@ from torch import nn
 from . import __version__
 from .api import Profiler
 from .cached import CachedRunContext, prepare_cached
-from .document import Meta, Run, RunDocument, UnitInfo
+from .document import BackendFlags, Meta, Run, RunDocument, UnitInfo
 from .errors import TlprofError
 from .instrument import MarkListener
 from .nvml import DeviceWatch
@@ -36,6 +36,7 @@ from .runner import (
     RunContext,
     RunExtra,
     Workload,
+    backend_flags,
     check_freeze,
     device_name,
     guard_batch,
@@ -247,6 +248,7 @@ def run_meta(cfg: ProfileConfig, device: torch.device, work: Workload, given: di
         "cuda_version": torch.version.cuda,
         "cpu_threads": torch.get_num_threads(),
         **settings,
+        "backend_flags": BackendFlags(**backend_flags()),
         "runs": list(cfg.runs),
         "num_classes": work.num_classes,
         "output_shape": list(work.output_shape),

@@ -16,6 +16,7 @@ from .defaults import defaults_for
 from .document import Run
 from .errors import TlprofError
 from .instrument import MarkListener
+from .state import matmul_precision
 from .units import Unit, freeze
 from .workload import (  # noqa: F401  (re-exported: the workload lived here)
     LOSSES,
@@ -29,7 +30,7 @@ from .workload import (  # noqa: F401  (re-exported: the workload lived here)
     probe_output,
 )
 
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+PRECISIONS = ("default", "fp32", "tf32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 RUNS = ("full", "frozen", "cached")
 MAX_BLOCKS = 4  # blocks per run when several runs take turns (see ProfileConfig.block_sizes)
@@ -110,7 +111,7 @@ class ProfileConfig:
     batch_size: int | None = None
     input_shape: tuple[int, ...] = (3, 224, 224)
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "default"  # the backend flags as PyTorch (or the caller) has them
     channels_last: bool = False
     optimizer: str = "sgd"
     steps: int | None = None
@@ -245,10 +246,26 @@ def train_step(
 
 
 def set_precision_flags(precision: str, device: torch.device) -> None:
+    """``default`` leaves every backend flag as it is (a user's own fp32 training on Ampere or
+    later runs cuDNN in TF32 by default); ``fp32`` is strict (TF32 off), ``tf32`` explicit;
+    bf16 and fp16 keep their fp32 work strict. The flags are restored after the profile
+    (``ModelState``) and recorded in ``meta`` (``backend_flags``)."""
+    if precision == "default":
+        return
     tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = device.type == "cuda"
+
+
+def backend_flags() -> dict[str, Any]:
+    """The flags that decide fp32 arithmetic, as they are now (for ``meta``)."""
+    return {
+        "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "float32_matmul_precision": matmul_precision(),
+    }
 
 
 def prepare_run(
