@@ -41,6 +41,7 @@ from .document import (
 )
 from .errors import TlprofError
 from .instrument import Instrumenter, MarkListener, PlainTimer, StepInfo
+from .launch import analyse_step, launch_section
 from .marks import PHASES, Label, StepSample, check_phase
 from .memory import AllocatorTrace, SavedBytes, static_memory
 from .stats import Stats
@@ -62,6 +63,7 @@ class Profiler:
         clock: Clock | None = None,
         name: str = "user",
         wall: Callable[[], int] = time.perf_counter_ns,
+        host_stamps: bool | None = None,
     ) -> None:
         ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
         if units is None:
@@ -80,6 +82,9 @@ class Profiler:
         self._step_listeners = [x for x in self.listeners if hasattr(x, "on_step_begin")]
         self._hook_optimizer = hook_optimizer and optimizer is not None
         self._instrumenter = Instrumenter(model, self.units, self.clock, self.listeners)
+        # Host stamps beside CUDA events tell a launch-bound step (tlprof.launch); on the CPU the
+        # mark clock is the host clock already.
+        self._instrumenter.host_stamps = self.device.type == "cuda" if host_stamps is None else host_stamps
         self._handles: list[Any] = []
         self._timer: Instrumenter | PlainTimer | None = None
         self._steps_started = 0
@@ -261,6 +266,9 @@ class Profiler:
             memory=self.memory, timeline=timeline_spans(self.timelines[typical], self.units),
             timeline_step=typical + 1, timeline_step_ms=self.samples[typical].step_ms,
         )
+        if self.host_timelines and all(self.host_timelines):
+            steps = [analyse_step(t, h) for t, h in zip(self.timelines, self.host_timelines)]
+            run.launch = launch_section(steps, len(self.units))
         if self.comm is not None:
             self._add_distributed(run)
         annotate_run(run, self.units, self.grads, self.saved)

@@ -492,8 +492,46 @@ class DistributedSection:
         return cls(**known)
 
 
+@dataclass
+class UnitLaunch:
+    """One unit's host time beside its GPU time (``UnitRun.fwd_ms``/``bwd_ms``), eager CUDA runs."""
+
+    index: int
+    fwd_host_ms: Stats
+    bwd_host_ms: Stats
+    fwd_launch_bound: bool = False
+    bwd_launch_bound: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UnitLaunch:
+        return cls(**{**_known(cls, d), "fwd_host_ms": Stats.from_dict(d["fwd_host_ms"]),
+                      "bwd_host_ms": Stats.from_dict(d["bwd_host_ms"])})
+
+
+@dataclass
+class LaunchSection:
+    """Did the GPU wait for the host? Host stamps beside the CUDA events (tlprof.launch)."""
+
+    slack_ms: float
+    rule: str
+    gpu_wait_share: Stats  # per step: share of its GPU time in host-paced intervals
+    units: list[UnitLaunch] = field(default_factory=list)
+
+    @property
+    def launch_bound_units(self) -> list[int]:
+        return [u.index for u in self.units if u.fwd_launch_bound or u.bwd_launch_bound]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LaunchSection:
+        return cls(**{**_known(cls, d), "gpu_wait_share": Stats.from_dict(d["gpu_wait_share"]),
+                      "units": [UnitLaunch.from_dict(u) for u in d.get("units", [])]})
+
+
 SECTIONS: dict[str, Any] = {"cache": CacheSection, "kernels": KernelsSection, "energy": EnergySection,
-                             "distributed": DistributedSection}
+                             "distributed": DistributedSection, "launch": LaunchSection}
 
 
 @dataclass
@@ -520,6 +558,7 @@ class Run:
     kernels: KernelsSection | None = None
     energy: EnergySection | None = None
     distributed: DistributedSection | None = None
+    launch: LaunchSection | None = None
 
     @property
     def overhead_ratio(self) -> float:

@@ -119,13 +119,14 @@ class Instrumenter:
         self._handles: list[Any] = []  # the installed forward hooks (see install)
         self.host_marks: list[int] = []  # perf_counter_ns beside each mark, when host_stamps
         self.host_stamps = False
+        self.host_ns = time.perf_counter_ns  # the host clock beside the mark clock
         self.last_host_times: list[float] = []  # the last step's host stamps, ms from its start
 
     # -- hooks ---------------------------------------------------------------
 
     def mark(self, label: Label) -> None:
         if self.host_stamps:
-            self.host_marks.append(time.perf_counter_ns())
+            self.host_marks.append(self.host_ns())
         self.marks.append((label, self.clock.stamp()))
         self.current = label
         for listener in self.listeners:
