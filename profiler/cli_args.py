@@ -117,7 +117,7 @@ def config_from_args(args: argparse.Namespace, shape: tuple[int, ...]) -> tuple[
         num_classes=args.num_classes if args.model else None,
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
         blocks=getattr(args, "blocks", None), input_dtype=args.input_dtype, input_max=args.input_max,
-        output=args.output, loss=args.loss,
+        output=args.output, loss=args.loss, graph=getattr(args, "graph", False),
     )
     cfg.validate()
     resolved = cfg.resolved(device.type)

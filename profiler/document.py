@@ -530,8 +530,27 @@ class LaunchSection:
                       "units": [UnitLaunch.from_dict(u) for u in d.get("units", [])]})
 
 
+@dataclass
+class GraphSection:
+    """A run measured as a captured CUDA graph (``--graph``, tlprof.graph)."""
+
+    pool_bytes: int  # reserved by the captures: the graphs' private memory pools
+    warmup_steps: int  # side-stream steps before capture
+    replays: int  # instrumented replays (as many plain ones in turn)
+    marks: int  # external timing events inside the instrumented graph
+    clock: str = "cuda_event_external"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GraphSection:
+        return cls(**_known(cls, d))
+
+
 SECTIONS: dict[str, Any] = {"cache": CacheSection, "kernels": KernelsSection, "energy": EnergySection,
-                             "distributed": DistributedSection, "launch": LaunchSection}
+                             "distributed": DistributedSection, "launch": LaunchSection,
+                             "graph": GraphSection}
 
 
 @dataclass
@@ -559,6 +578,7 @@ class Run:
     energy: EnergySection | None = None
     distributed: DistributedSection | None = None
     launch: LaunchSection | None = None
+    graph: GraphSection | None = None
 
     @property
     def overhead_ratio(self) -> float:

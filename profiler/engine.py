@@ -54,6 +54,7 @@ from .workload import ModelSpec, as_spec, describe_batch, eager
 
 if TYPE_CHECKING:
     from .distributed import DdpOptions, Group
+    from .graph import GraphBackend
 
 
 def profile_model(
@@ -65,6 +66,7 @@ def profile_model(
     listeners: Sequence[MarkListener] = (),
     extras: Sequence[RunExtra] = (),
     ddp: DdpOptions | None = None,
+    graph_backend: GraphBackend | None = None,
 ) -> RunDocument:
     """Profile ``model`` (an ``nn.Module``, or a ``ModelSpec`` with its inputs and loss): every run
     in ``cfg.runs``; the model is left exactly as it was.
@@ -77,11 +79,18 @@ def profile_model(
     group = _open_group(cfg, ddp) if ddp is not None else None
     try:
         device = group.device if group else resolve_device(cfg.device)
+        if cfg.graph and graph_backend is None:
+            from .graph import refuse_cpu
+
+            refuse_cpu(device)
+        if cfg.graph and (ddp is not None or extras):
+            raise TlprofError("--graph: --ddp, --kernels and --energy are eager-only; drop them or --graph")
         cfg = cfg.resolved(device.type)
         original = ModelState.capture(spec.model)
         try:
             with on_device(device), eager(spec.model), group.guard() if group else contextlib.nullcontext():
-                doc = _profile_placed(spec, cfg, device, meta, progress, listeners, extras, group)
+                doc = _profile_placed(spec, cfg, device, meta, progress, listeners, extras, group,
+                                      graph_backend)
                 return group.gather(doc) if group else doc
         finally:
             original.restore()
@@ -108,6 +117,7 @@ def _profile_placed(
     listeners: Sequence[MarkListener],
     extras: Sequence[RunExtra],
     group: Group | None = None,
+    graph_backend: GraphBackend | None = None,
 ) -> RunDocument:
     model = spec.model
     _place(model, device, cfg.channels_last)
@@ -121,8 +131,14 @@ def _profile_placed(
     set_precision_flags(cfg.precision, device)
     watch = DeviceWatch.start(device)  # NVML identity and state of a CUDA device, for meta
     load_start = _load_avg()
-    turns = _Turns(model, units, work, cfg, progress, listeners, extras, group.wrap if group else None)
-    runs = guard_batch(cfg, turns.measure)
+    if cfg.graph:
+        from .graph import CudaGraphBackend, graph_runs
+
+        backend = graph_backend or CudaGraphBackend(device)
+        runs = guard_batch(cfg, lambda: graph_runs(model, units, work, cfg, backend))
+    else:
+        turns = _Turns(model, units, work, cfg, progress, listeners, extras, group.wrap if group else None)
+        runs = guard_batch(cfg, turns.measure)
     load = {"load_avg": {"start": load_start, "end": _load_avg()}, "cpu_count": os.cpu_count()}
     return RunDocument(
         meta=run_meta(cfg, device, work, {**(meta or {}), **watch.finish(), **load}),

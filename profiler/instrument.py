@@ -289,6 +289,10 @@ class Instrumenter:
         check_phase(phase)
         self.mark(Label("phase", phase))
 
+    def start(self) -> None:
+        """Switch on and stamp the first mark (a captured graph's step: ``step()`` reads out too)."""
+        self._begin_step()
+
     def _begin_step(self) -> None:
         self.marks = []
         self.host_marks = []

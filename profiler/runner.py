@@ -78,7 +78,7 @@ class RunContext:
 
     def fresh_optimizer(self) -> torch.optim.Optimizer:
         """A new optimizer over this run's parameters: the old one's state is released."""
-        self.optimizer = make_optimizer(self.cfg.optimizer, self.params, self.cfg.lr)
+        self.optimizer = make_optimizer(self.cfg.optimizer, self.params, self.cfg.lr, self.cfg.graph)
         return self.optimizer
 
     def step_scope(self) -> contextlib.AbstractContextManager:
@@ -126,6 +126,7 @@ class ProfileConfig:
     input_max: int | None = None  # integer inputs are drawn from 0..input_max-1
     output: str | None = None  # index or key of the output the loss uses
     loss: str | None = None  # ce | mse | sum; default ce for a (B, C) output, else mse
+    graph: bool = False  # capture the whole step as a CUDA graph (tlprof.graph)
 
     def resolved(self, device_type: str) -> ProfileConfig:
         """A copy with every default filled in for the device."""
@@ -164,6 +165,12 @@ class ProfileConfig:
         for run in ("frozen", "cached"):
             if run in self.runs and self.freeze < 1:
                 raise TlprofError(f"--runs {run} needs --freeze N with N >= 1")
+        if self.graph and "cached" in self.runs:
+            raise TlprofError("--graph measures the full and frozen runs; the cached run is eager-only "
+                              "(use --runs both, or drop --graph)")
+        if self.graph and self.precision == "fp16":
+            raise TlprofError("--graph cannot capture fp16's grad scaler (it checks for inf on the host "
+                              "each step); use --precision bf16 with --graph, or fp16 without it")
         if self.blocks is not None and self.blocks < 1:
             raise TlprofError(f"--blocks must be at least 1, got {self.blocks}")
 
@@ -209,12 +216,14 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
-def make_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params: list[nn.Parameter], lr: float,
+                   capturable: bool = False) -> torch.optim.Optimizer:
+    """``capturable``: Adam's step counts on the device, so a CUDA graph can capture its step."""
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    return torch.optim.AdamW(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, capturable=capturable)
+    return torch.optim.AdamW(params, lr=lr, capturable=capturable)
 
 
 def train_step(
