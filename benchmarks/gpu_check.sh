@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_check.sh              # on a CUDA machine (device tool: $OUT is set)
 #   bash benchmarks/gpu_check.sh --device cpu # dry run of every step on the CPU, small sizes
 #   SECTIONS="core reports" bash benchmarks/gpu_check.sh   # some sections only
-#     (core, kernels, nv, reports; default all)
+#     (core, kernels, nv, reports, graph; default all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=cuda
@@ -28,7 +28,7 @@ else
   SIZE=(--device "$DEVICE" --batch-size 128 --steps 20 --warmup 5)
 fi
 
-SECTIONS="${SECTIONS:-core kernels nv reports}"
+SECTIONS="${SECTIONS:-core kernels nv reports graph}"
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 step() {  # step NAME CMD...: run, keep its output, never stop the whole check
@@ -44,6 +44,37 @@ step r50_bf16 tlprof profile --arch resnet50 --freeze 45 --precision bf16 --chan
   "${SIZE[@]}" --json "$OUT/r50_bf16.json"
 step r50_fp32 tlprof profile --arch resnet50 --freeze 45 --precision fp32 \
   "${SIZE[@]}" --json "$OUT/r50_fp32.json"
+fi
+
+# --- graph, launch-bound, honest overhead (issue 9) ---
+if want graph; then
+if [ "$DEVICE" = cpu ]; then
+  step overhead_mlp python3 benchmarks/overhead.py --model mlp --device cpu --rounds 3 --steps 5 \
+    --json "$OUT/overhead_mlp.json"
+  step r50_graph sh -c 'tlprof profile --arch resnet50 --graph '"${SIZE[*]}"' --quiet; test $? = 2 && echo "refused on the CPU (expected)"'
+else
+  step overhead_bf16 python3 benchmarks/overhead.py --model resnet50 --device cuda --precision bf16 \
+    --channels-last --batch-size 128 --rounds 3 --steps 10 --json "$OUT/overhead_bf16.json"
+  step overhead_fp32 python3 benchmarks/overhead.py --model resnet50 --device cuda --precision fp32 \
+    --batch-size 128 --rounds 3 --steps 10 --json "$OUT/overhead_fp32.json"
+  for i in 1 2 3; do  # three processes: the frozen/full spread, eager and --graph
+    step "r50_bf16_eager_p$i" tlprof profile --arch resnet50 --freeze 45 --precision bf16 --channels-last \
+      "${SIZE[@]}" --quiet --json "$OUT/r50_bf16_eager_p$i.json"
+    step "r50_bf16_graph_p$i" tlprof profile --arch resnet50 --freeze 45 --precision bf16 --channels-last \
+      "${SIZE[@]}" --graph --quiet --json "$OUT/r50_bf16_graph_p$i.json"
+  done
+  step graph_summary python3 - "$OUT" <<'PY'
+import glob, json, sys
+for path in sorted(glob.glob(sys.argv[1] + "/r50_bf16_*_p*.json")):
+    runs = json.load(open(path))["runs"]
+    full, frozen = runs["full"], runs["frozen"]
+    ratio = frozen["step_ms"]["median"] / full["step_ms"]["median"]
+    wait = (full.get("launch") or {}).get("gpu_wait_share", {}).get("median")
+    print(f"{path.rsplit('/', 1)[1]:28s} frozen/full {ratio:.4f}  overhead full {full['overhead_ratio']:.4f} "
+          f"frozen {frozen['overhead_ratio']:.4f}  gpu-wait {wait}")
+PY
+  cat "$OUT/graph_summary.txt" || true
+fi
 fi
 
 # --- kernels (issue 4) ---

@@ -4,12 +4,20 @@ Each ``with prof.step():`` is scheduled by the profiler: the first ``warmup``
 steps are instrumented and dropped, the next one measures memory (saved
 tensors, allocator), then plain and instrumented steps alternate so that the
 overhead ratio compares like with like.
+
+Every plain and instrumented step is also timed wall-to-wall on the host, from
+the moment ``with prof.step()`` is entered to the moment it is left: all the
+profiler does for the step (hooks switched on and off, marks, synchronisation,
+read-out) is inside that figure, and the overhead ratio is the ratio of the two
+kinds' wall-to-wall medians (docs/design.md §3). Inside ``with prof:`` the
+unit hooks are installed at the first instrumented step and stay, switched off,
+until the block ends (or a step raises); outside it each step installs its own.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,6 +41,7 @@ from .document import (
 )
 from .errors import TlprofError
 from .instrument import Instrumenter, MarkListener, PlainTimer, StepInfo
+from .launch import analyse_step, launch_section
 from .marks import PHASES, Label, StepSample, check_phase
 from .memory import AllocatorTrace, SavedBytes, static_memory
 from .stats import Stats
@@ -53,6 +62,8 @@ class Profiler:
         listeners: Sequence[MarkListener] = (),
         clock: Clock | None = None,
         name: str = "user",
+        wall: Callable[[], int] = time.perf_counter_ns,
+        host_stamps: bool | None = None,
     ) -> None:
         ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
         if units is None:
@@ -71,6 +82,9 @@ class Profiler:
         self._step_listeners = [x for x in self.listeners if hasattr(x, "on_step_begin")]
         self._hook_optimizer = hook_optimizer and optimizer is not None
         self._instrumenter = Instrumenter(model, self.units, self.clock, self.listeners)
+        # Host stamps beside CUDA events tell a launch-bound step (tlprof.launch); on the CPU the
+        # mark clock is the host clock already.
+        self._instrumenter.host_stamps = self.device.type == "cuda" if host_stamps is None else host_stamps
         self._handles: list[Any] = []
         self._timer: Instrumenter | PlainTimer | None = None
         self._steps_started = 0
@@ -78,6 +92,11 @@ class Profiler:
         self._rewarm = 0  # dropped steps still owed before the schedule goes on
         self.samples: list[StepSample] = []
         self.plain_ms: list[float] = []
+        self.wall = wall  # ns; the wall-to-wall figure of each plain and instrumented step
+        self.plain_wall_ms: list[float] = []
+        self.step_wall_ms: list[float] = []
+        self.host_timelines: list[list[float]] = []  # host stamps beside each kept step's marks
+        self._entered = False
         self.cpu_ms: list[float] = []  # the process's CPU time in each kept instrumented step
         self.timelines: list[list[tuple[Label, float]]] = []  # marks of each kept step, in ms
         self.saved: SavedBytes | None = None
@@ -96,6 +115,7 @@ class Profiler:
     # -- context -------------------------------------------------------------
 
     def __enter__(self) -> Profiler:
+        self._entered = True
         if self._hook_optimizer:
             self._handles = [
                 self.optimizer.register_step_pre_hook(lambda *_: self.begin("optimizer")),
@@ -104,6 +124,17 @@ class Profiler:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def suspend(self) -> None:
+        """The unit hooks off the model until this profiler's next instrumented step (another
+        run's turn: its steps must not pass through this run's idle hooks)."""
+        self._instrumenter.remove()
+
+    def close(self) -> None:
+        """Every hook off the model and the optimizer (what ``with prof:`` does on leaving)."""
+        self._entered = False
+        self._instrumenter.remove()
         for h in self._handles:
             h.remove()
         self._handles = []
@@ -131,6 +162,7 @@ class Profiler:
 
     @contextmanager
     def step(self) -> Iterator[Profiler]:
+        start = self.wall()
         kind = self.next_kind()
         info = StepInfo(self.name, self._steps_started, kind, self.units)
         self._steps_started += 1
@@ -150,6 +182,13 @@ class Profiler:
         finally:
             for listener in self._step_listeners:
                 listener.on_step_end(info)
+        self._keep_wall(kind, start)
+
+    def _keep_wall(self, kind: str, start: int) -> None:
+        """The step's wall-to-wall time, read last: everything the profiler did for it is inside."""
+        kept = {"plain": self.plain_wall_ms, "timed": self.step_wall_ms}.get(kind)
+        if kept is not None:
+            kept.append((self.wall() - start) / 1e6)
 
     # -- the three kinds of step ---------------------------------------------
 
@@ -166,16 +205,23 @@ class Profiler:
     def _timed_step(self, keep: bool) -> Iterator[Profiler]:
         inst = self._instrumenter
         cpu_start = time.process_time_ns()
-        with inst.step() as result:
-            self._timer = inst
-            try:
-                yield self
-            finally:
-                self._timer = None
+        if self._entered:
+            inst.install()  # once; the hooks stay, switched off, until close()
+        try:
+            with inst.step(install=not self._entered) as result:
+                self._timer = inst
+                try:
+                    yield self
+                finally:
+                    self._timer = None
+        except BaseException:
+            inst.remove()  # a failed step leaves the model without hooks
+            raise
         if keep:
             self.cpu_ms.append((time.process_time_ns() - cpu_start) / 1e6)
             self.samples.append(result.sample)
             self.timelines.append(result.times)
+            self.host_timelines.append(result.host_times)
 
     def _memory_step(self) -> Iterator[Profiler]:
         trace = AllocatorTrace(self.device) if self.device.type == "cuda" else None
@@ -221,9 +267,13 @@ class Profiler:
             name=name, freeze=freeze, step_ms=Stats([s.step_ms for s in self.samples]),
             phases_ms={p: Stats([s.phases_ms[p] for s in self.samples]) for p in PHASES},
             units=units, plain_step_ms=Stats(self.plain_ms or [float("nan")]), cpu_ms=Stats(self.cpu_ms),
+            plain_wall_ms=Stats(self.plain_wall_ms), step_wall_ms=Stats(self.step_wall_ms),
             memory=self.memory, timeline=timeline_spans(self.timelines[typical], self.units),
             timeline_step=typical + 1, timeline_step_ms=self.samples[typical].step_ms,
         )
+        if self.host_timelines and all(self.host_timelines):
+            steps = [analyse_step(t, h) for t, h in zip(self.timelines, self.host_timelines)]
+            run.launch = launch_section(steps, len(self.units))
         if self.comm is not None:
             self._add_distributed(run)
         annotate_run(run, self.units, self.grads, self.saved)

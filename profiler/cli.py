@@ -45,6 +45,9 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
                    help="NVTX ranges per unit, phase and step for Nsight (default: on for CUDA)")
     p.add_argument("--energy", action="store_true",
                    help="joules per step and average power from NVML's energy counter (CUDA)")
+    p.add_argument("--graph", action="store_true",
+                   help="capture the whole training step as a CUDA graph: per-unit GPU time with no "
+                        "launch overhead (CUDA; memory, --kernels, --energy, --trace are eager-only)")
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel: every torchrun rank profiles its DDP replica, rank 0 reports "
                         "(torchrun --nproc-per-node N -m tlprof profile ... --ddp)")
@@ -67,6 +70,10 @@ def _ddp_options(args: argparse.Namespace) -> tuple[object | None, bool]:
 
 
 def cmd_profile(args: argparse.Namespace, console: Console) -> int:
+    eager_only = [o for o, on in (("--kernels", args.kernels), ("--energy", args.energy),
+                                  ("--trace", args.trace), ("--ddp", args.ddp)) if on]
+    if args.graph and eager_only:
+        raise TlprofError(f"--graph: {', '.join(eager_only)} measure eager steps only; drop them or --graph")
     ddp, reporter = _ddp_options(args)
     from tlprof.engine import profile_model
     from tlprof.reports.profile_view import profile_view

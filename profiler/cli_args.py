@@ -53,7 +53,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, metavar="B",
                    help=f"default {CPU.batch_size} on CPU, {CUDA.batch_size} on CUDA")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16", "fp16"])
+    p.add_argument("--precision", default="default", choices=["default", "fp32", "tf32", "bf16", "fp16"],
+                   help="default: the backend flags as PyTorch has them (TF32 convolutions on Ampere+); "
+                        "fp32: strict, TF32 off; tf32: TF32 on; bf16, fp16: autocast")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
     p.add_argument("--steps", type=int, metavar="N",
@@ -115,7 +117,7 @@ def config_from_args(args: argparse.Namespace, shape: tuple[int, ...]) -> tuple[
         num_classes=args.num_classes if args.model else None,
         batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
         blocks=getattr(args, "blocks", None), input_dtype=args.input_dtype, input_max=args.input_max,
-        output=args.output, loss=args.loss,
+        output=args.output, loss=args.loss, graph=getattr(args, "graph", False),
     )
     cfg.validate()
     resolved = cfg.resolved(device.type)

@@ -53,6 +53,21 @@ def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
+class BackendFlags:
+    """The flags that decided fp32 arithmetic while the profile ran (``--precision default`` leaves
+    them as PyTorch or the caller had them)."""
+
+    matmul_tf32: bool | None = None  # torch.backends.cuda.matmul.allow_tf32
+    cudnn_tf32: bool | None = None  # torch.backends.cudnn.allow_tf32
+    cudnn_benchmark: bool | None = None
+    float32_matmul_precision: str | None = None  # torch.get_float32_matmul_precision()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BackendFlags:
+        return cls(**_known(cls, d))
+
+
+@dataclass
 class Meta:
     """How the profile was made. ``user`` holds what a caller added that tlprof does not know."""
 
@@ -70,6 +85,7 @@ class Meta:
     batch_size: int | None = None
     input_shape: list[int] = field(default_factory=list)
     precision: str | None = None
+    backend_flags: BackendFlags | None = None
     channels_last: bool | None = None
     optimizer: str | None = None
     lr: float | None = None
@@ -101,6 +117,8 @@ class Meta:
         known = _known(cls, d)
         user = {**d.get("user", {}), **{k: v for k, v in d.items() if k not in known and k != "user"}}
         known.pop("user", None)
+        if isinstance(known.get("backend_flags"), dict):
+            known["backend_flags"] = BackendFlags.from_dict(known["backend_flags"])
         return cls(**known, user=user)
 
 
@@ -474,8 +492,65 @@ class DistributedSection:
         return cls(**known)
 
 
+@dataclass
+class UnitLaunch:
+    """One unit's host time beside its GPU time (``UnitRun.fwd_ms``/``bwd_ms``), eager CUDA runs."""
+
+    index: int
+    fwd_host_ms: Stats
+    bwd_host_ms: Stats
+    fwd_launch_bound: bool = False
+    bwd_launch_bound: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UnitLaunch:
+        return cls(**{**_known(cls, d), "fwd_host_ms": Stats.from_dict(d["fwd_host_ms"]),
+                      "bwd_host_ms": Stats.from_dict(d["bwd_host_ms"])})
+
+
+@dataclass
+class LaunchSection:
+    """Did the GPU wait for the host? Host stamps beside the CUDA events (tlprof.launch)."""
+
+    slack_ms: float
+    rule: str
+    gpu_wait_share: Stats  # per step: share of its GPU time in host-paced intervals
+    units: list[UnitLaunch] = field(default_factory=list)
+
+    @property
+    def launch_bound_units(self) -> list[int]:
+        return [u.index for u in self.units if u.fwd_launch_bound or u.bwd_launch_bound]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LaunchSection:
+        return cls(**{**_known(cls, d), "gpu_wait_share": Stats.from_dict(d["gpu_wait_share"]),
+                      "units": [UnitLaunch.from_dict(u) for u in d.get("units", [])]})
+
+
+@dataclass
+class GraphSection:
+    """A run measured as a captured CUDA graph (``--graph``, tlprof.graph)."""
+
+    pool_bytes: int  # reserved by the captures: the graphs' private memory pools
+    warmup_steps: int  # side-stream steps before capture
+    replays: int  # instrumented replays (as many plain ones in turn)
+    marks: int  # external timing events inside the instrumented graph
+    clock: str = "cuda_event_external"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GraphSection:
+        return cls(**_known(cls, d))
+
+
 SECTIONS: dict[str, Any] = {"cache": CacheSection, "kernels": KernelsSection, "energy": EnergySection,
-                             "distributed": DistributedSection}
+                             "distributed": DistributedSection, "launch": LaunchSection,
+                             "graph": GraphSection}
 
 
 @dataclass
@@ -489,6 +564,10 @@ class Run:
     units: list[UnitRun]
     plain_step_ms: Stats
     cpu_ms: Stats = field(default_factory=Stats)  # process CPU time per instrumented step
+    # Wall-to-wall host time of each plain and instrumented step, everything the profiler does
+    # for it included (docs/design.md §3); empty in documents made before they were measured.
+    plain_wall_ms: Stats = field(default_factory=Stats)
+    step_wall_ms: Stats = field(default_factory=Stats)
     memory: Memory = field(default_factory=Memory)
     timeline: list[Span] = field(default_factory=list)  # the marks of the median measured step
     timeline_step: int | None = None  # which measured step (1-based) the timeline is
@@ -498,11 +577,18 @@ class Run:
     kernels: KernelsSection | None = None
     energy: EnergySection | None = None
     distributed: DistributedSection | None = None
+    launch: LaunchSection | None = None
+    graph: GraphSection | None = None
 
     @property
     def overhead_ratio(self) -> float:
-        plain = self.plain_step_ms.median
-        return self.step_ms.median / plain if plain > 0 else float("nan")
+        """Instrumented / plain step, both wall-to-wall (what a user feels); documents without
+        wall-to-wall samples fall back to the marked step over the plain step."""
+        if self.step_wall_ms.samples and self.plain_wall_ms.samples:
+            step, plain = self.step_wall_ms.median, self.plain_wall_ms.median
+        else:
+            step, plain = self.step_ms.median, self.plain_step_ms.median
+        return step / plain if plain > 0 else float("nan")
 
     def phase_ms(self, *names: str) -> float:
         """Sum of the named phases' medians."""
@@ -534,6 +620,8 @@ class Run:
             "units": [u.to_dict() for u in self.units],
             "plain_step_ms": self.plain_step_ms.to_dict(),
             "overhead_ratio": self.overhead_ratio,
+            "plain_wall_ms": self.plain_wall_ms.to_dict(),
+            "step_wall_ms": self.step_wall_ms.to_dict(),
             "cpu_ms": self.cpu_ms.to_dict(),
             "memory": memory,
             "timeline": [asdict(s) for s in self.timeline],
@@ -554,6 +642,8 @@ class Run:
             units=[UnitRun.from_dict(u) for u in d["units"]],
             plain_step_ms=Stats.from_dict(d["plain_step_ms"]),
             cpu_ms=Stats.from_dict(d.get("cpu_ms", {"samples": []})),
+            plain_wall_ms=Stats.from_dict(d.get("plain_wall_ms", {"samples": []})),
+            step_wall_ms=Stats.from_dict(d.get("step_wall_ms", {"samples": []})),
             memory=Memory.from_dict(d.get("memory", {})),
             timeline=[Span(**s) for s in d.get("timeline", [])],
             timeline_step=d.get("timeline_step"),
@@ -582,6 +672,7 @@ def _run_figures(run: Run) -> list[tuple[str, Stats]]:
     figures += [(f"phases_ms.{name}", s) for name, s in run.phases_ms.items()]
     if not all(math.isnan(x) for x in run.plain_step_ms.samples):  # all null: not measured
         figures.append(("plain_step_ms", run.plain_step_ms))
+    figures += [("plain_wall_ms", run.plain_wall_ms), ("step_wall_ms", run.step_wall_ms)]
     for i, u in enumerate(run.units):
         figures += [(f"units[{i}].fwd_ms", u.fwd_ms), (f"units[{i}].bwd_ms", u.bwd_ms)]
     if run.cache is not None:

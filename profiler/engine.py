@@ -17,7 +17,7 @@ import gc
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -26,7 +26,7 @@ from torch import nn
 from . import __version__
 from .api import Profiler
 from .cached import CachedRunContext, prepare_cached
-from .document import Meta, Run, RunDocument, UnitInfo
+from .document import BackendFlags, Meta, Run, RunDocument, UnitInfo
 from .errors import TlprofError
 from .instrument import MarkListener
 from .nvml import DeviceWatch
@@ -36,6 +36,7 @@ from .runner import (
     RunContext,
     RunExtra,
     Workload,
+    backend_flags,
     check_freeze,
     device_name,
     guard_batch,
@@ -53,6 +54,7 @@ from .workload import ModelSpec, as_spec, describe_batch, eager
 
 if TYPE_CHECKING:
     from .distributed import DdpOptions, Group
+    from .graph import GraphBackend
 
 
 def profile_model(
@@ -64,6 +66,7 @@ def profile_model(
     listeners: Sequence[MarkListener] = (),
     extras: Sequence[RunExtra] = (),
     ddp: DdpOptions | None = None,
+    graph_backend: GraphBackend | None = None,
 ) -> RunDocument:
     """Profile ``model`` (an ``nn.Module``, or a ``ModelSpec`` with its inputs and loss): every run
     in ``cfg.runs``; the model is left exactly as it was.
@@ -76,11 +79,18 @@ def profile_model(
     group = _open_group(cfg, ddp) if ddp is not None else None
     try:
         device = group.device if group else resolve_device(cfg.device)
+        if cfg.graph and graph_backend is None:
+            from .graph import refuse_cpu
+
+            refuse_cpu(device)
+        if cfg.graph and (ddp is not None or extras):
+            raise TlprofError("--graph: --ddp, --kernels and --energy are eager-only; drop them or --graph")
         cfg = cfg.resolved(device.type)
         original = ModelState.capture(spec.model)
         try:
             with on_device(device), eager(spec.model), group.guard() if group else contextlib.nullcontext():
-                doc = _profile_placed(spec, cfg, device, meta, progress, listeners, extras, group)
+                doc = _profile_placed(spec, cfg, device, meta, progress, listeners, extras, group,
+                                      graph_backend)
                 return group.gather(doc) if group else doc
         finally:
             original.restore()
@@ -107,6 +117,7 @@ def _profile_placed(
     listeners: Sequence[MarkListener],
     extras: Sequence[RunExtra],
     group: Group | None = None,
+    graph_backend: GraphBackend | None = None,
 ) -> RunDocument:
     model = spec.model
     _place(model, device, cfg.channels_last)
@@ -120,8 +131,14 @@ def _profile_placed(
     set_precision_flags(cfg.precision, device)
     watch = DeviceWatch.start(device)  # NVML identity and state of a CUDA device, for meta
     load_start = _load_avg()
-    turns = _Turns(model, units, work, cfg, progress, listeners, extras, group.wrap if group else None)
-    runs = guard_batch(cfg, turns.measure)
+    if cfg.graph:
+        from .graph import CudaGraphBackend, graph_runs
+
+        backend = graph_backend or CudaGraphBackend(device)
+        runs = guard_batch(cfg, lambda: graph_runs(model, units, work, cfg, backend))
+    else:
+        turns = _Turns(model, units, work, cfg, progress, listeners, extras, group.wrap if group else None)
+        runs = guard_batch(cfg, turns.measure)
     load = {"load_avg": {"start": load_start, "end": _load_avg()}, "cpu_count": os.cpu_count()}
     return RunDocument(
         meta=run_meta(cfg, device, work, {**(meta or {}), **watch.finish(), **load}),
@@ -143,9 +160,19 @@ class _Turns:
     listeners: Sequence[MarkListener]
     extras: Sequence[RunExtra]
     wrap: Callable[[nn.Module], nn.Module] | None = None
+    _opened: list[Profiler] = field(default_factory=list)
 
     def measure(self) -> dict[str, Run]:
+        opened: list[Profiler] = []
+        try:
+            return self._measure(opened)
+        finally:
+            for prof in opened:
+                prof.close()  # the model keeps no hook, also when a run fails
+
+    def _measure(self, opened: list[Profiler]) -> dict[str, Run]:
         placed = ModelState.capture(self.model)
+        self._opened = opened
         if self.wrap is None:
             started = {name: self._start(name, placed) for name in self.cfg.runs}
             self._blocks(started)
@@ -171,8 +198,10 @@ class _Turns:
             n_frozen = self.cfg.freeze if name == "frozen" else 0
             ctx = prepare_run(self.model, self.units, self.work, self.cfg, name, n_frozen, self.wrap)
         prof = run_profiler(ctx, self.listeners)
+        self._opened.append(prof.__enter__())  # hooks installed once for the run (docs/design.md §3)
         done = _counter(self.progress, name, self.cfg.steps_per_run)
         run_steps(ctx, prof, self.cfg.warmup + 1, done)
+        prof.suspend()
         prof.optimizer = ctx.fresh_optimizer()
         return ctx, prof, done
 
@@ -182,8 +211,10 @@ class _Turns:
                 ctx.activate()
                 prof.rewarm(self.cfg.rewarm_steps)
                 run_steps(ctx, prof, self.cfg.rewarm_steps + 2 * pairs, done)
+                prof.suspend()
 
     def _finish(self, name: str, ctx: RunContext, prof: Profiler, _done: Any) -> Run:
+        prof.close()  # the extras run their own steps on a model without this run's hooks
         ctx.activate()
         run = prof.run(name, ctx.n_frozen)
         if isinstance(ctx, CachedRunContext):
@@ -235,6 +266,7 @@ def run_meta(cfg: ProfileConfig, device: torch.device, work: Workload, given: di
         "cuda_version": torch.version.cuda,
         "cpu_threads": torch.get_num_threads(),
         **settings,
+        "backend_flags": BackendFlags(**backend_flags()),
         "runs": list(cfg.runs),
         "num_classes": work.num_classes,
         "output_shape": list(work.output_shape),

@@ -7,6 +7,7 @@ and removed in ``finally`` by whoever installs them.
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -82,6 +83,7 @@ class StepResult:
 
     sample: StepSample | None = None
     times: list[tuple[Label, float]] = field(default_factory=list)  # marks, ms from the step's start
+    host_times: list[float] = field(default_factory=list)  # host stamps beside them (host_stamps on)
 
 
 LOSS_FWD = Label("phase", "loss_fwd")
@@ -114,10 +116,17 @@ class Instrumenter:
         self._made_fn: dict[Any, Label] = {}  # autograd node of such an output -> its unit
         self._alive: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
         self._end_queued = False
+        self._handles: list[Any] = []  # the installed forward hooks (see install)
+        self.host_marks: list[int] = []  # perf_counter_ns beside each mark, when host_stamps
+        self.host_stamps = False
+        self.host_ns = time.perf_counter_ns  # the host clock beside the mark clock
+        self.last_host_times: list[float] = []  # the last step's host stamps, ms from its start
 
     # -- hooks ---------------------------------------------------------------
 
     def mark(self, label: Label) -> None:
+        if self.host_stamps:
+            self.host_marks.append(self.host_ns())
         self.marks.append((label, self.clock.stamp()))
         self.current = label
         for listener in self.listeners:
@@ -224,16 +233,39 @@ class Instrumenter:
         if self.active:
             self.mark(OTHER)
 
+    @property
+    def is_installed(self) -> bool:
+        return bool(self._handles)
+
+    def install(self) -> None:
+        """Register the forward hooks (once: a second call does nothing). They do nothing while
+        ``active`` is off, so a run may keep them from its first instrumented step to its end."""
+        if self._handles:
+            return
+        try:
+            for u in self.units:
+                self._handles.append(u.module.register_forward_pre_hook(self._unit_pre_hook(u.index)))
+                self._handles.append(u.module.register_forward_hook(self._unit_post_hook(u.index)))
+            self._handles.append(self.model.register_forward_hook(self._output_hook))
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
     @contextmanager
     def installed(self) -> Iterator[Instrumenter]:
-        handles = [u.module.register_forward_pre_hook(self._unit_pre_hook(u.index)) for u in self.units]
-        handles += [u.module.register_forward_hook(self._unit_post_hook(u.index)) for u in self.units]
+        """Hooks installed for the block, unless they already were (then they stay)."""
+        held = self.is_installed
+        self.install()
         try:
-            handles.append(self.model.register_forward_hook(self._output_hook))
             yield self
         finally:
-            for h in handles:
-                h.remove()
+            if not held:
+                self.remove()
 
     # -- steps ---------------------------------------------------------------
 
@@ -248,6 +280,7 @@ class Instrumenter:
                 yield result
                 result.sample = self._end_step()
                 result.times = self.last_times
+                result.host_times = self.last_host_times if self.host_stamps else []
             finally:
                 self.active = False
                 self._hooked = {}
@@ -256,8 +289,13 @@ class Instrumenter:
         check_phase(phase)
         self.mark(Label("phase", phase))
 
+    def start(self) -> None:
+        """Switch on and stamp the first mark (a captured graph's step: ``step()`` reads out too)."""
+        self._begin_step()
+
     def _begin_step(self) -> None:
         self.marks = []
+        self.host_marks = []
         self._hooked = {}
         self._made = {}
         self._made_fn = {}
@@ -277,6 +315,9 @@ class Instrumenter:
         times = [(label, self.clock.elapsed_ms(first, stamp)) for label, stamp in self.marks]
         self.clock.recycle()
         self.last_times = times
+        if self.host_stamps:
+            h0 = self.host_marks[0]
+            self.last_host_times = [(h - h0) / 1e6 for h in self.host_marks]
         return attribute(times, len(self.units))
 
 

@@ -16,6 +16,7 @@ from .defaults import defaults_for
 from .document import Run
 from .errors import TlprofError
 from .instrument import MarkListener
+from .state import matmul_precision
 from .units import Unit, freeze
 from .workload import (  # noqa: F401  (re-exported: the workload lived here)
     LOSSES,
@@ -29,7 +30,7 @@ from .workload import (  # noqa: F401  (re-exported: the workload lived here)
     probe_output,
 )
 
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+PRECISIONS = ("default", "fp32", "tf32", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 RUNS = ("full", "frozen", "cached")
 MAX_BLOCKS = 4  # blocks per run when several runs take turns (see ProfileConfig.block_sizes)
@@ -77,7 +78,7 @@ class RunContext:
 
     def fresh_optimizer(self) -> torch.optim.Optimizer:
         """A new optimizer over this run's parameters: the old one's state is released."""
-        self.optimizer = make_optimizer(self.cfg.optimizer, self.params, self.cfg.lr)
+        self.optimizer = make_optimizer(self.cfg.optimizer, self.params, self.cfg.lr, self.cfg.graph)
         return self.optimizer
 
     def step_scope(self) -> contextlib.AbstractContextManager:
@@ -110,7 +111,7 @@ class ProfileConfig:
     batch_size: int | None = None
     input_shape: tuple[int, ...] = (3, 224, 224)
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "default"  # the backend flags as PyTorch (or the caller) has them
     channels_last: bool = False
     optimizer: str = "sgd"
     steps: int | None = None
@@ -125,6 +126,7 @@ class ProfileConfig:
     input_max: int | None = None  # integer inputs are drawn from 0..input_max-1
     output: str | None = None  # index or key of the output the loss uses
     loss: str | None = None  # ce | mse | sum; default ce for a (B, C) output, else mse
+    graph: bool = False  # capture the whole step as a CUDA graph (tlprof.graph)
 
     def resolved(self, device_type: str) -> ProfileConfig:
         """A copy with every default filled in for the device."""
@@ -163,6 +165,12 @@ class ProfileConfig:
         for run in ("frozen", "cached"):
             if run in self.runs and self.freeze < 1:
                 raise TlprofError(f"--runs {run} needs --freeze N with N >= 1")
+        if self.graph and "cached" in self.runs:
+            raise TlprofError("--graph measures the full and frozen runs; the cached run is eager-only "
+                              "(use --runs both, or drop --graph)")
+        if self.graph and self.precision == "fp16":
+            raise TlprofError("--graph cannot capture fp16's grad scaler (it checks for inf on the host "
+                              "each step); use --precision bf16 with --graph, or fp16 without it")
         if self.blocks is not None and self.blocks < 1:
             raise TlprofError(f"--blocks must be at least 1, got {self.blocks}")
 
@@ -208,12 +216,14 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
-def make_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params: list[nn.Parameter], lr: float,
+                   capturable: bool = False) -> torch.optim.Optimizer:
+    """``capturable``: Adam's step counts on the device, so a CUDA graph can capture its step."""
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    return torch.optim.AdamW(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, capturable=capturable)
+    return torch.optim.AdamW(params, lr=lr, capturable=capturable)
 
 
 def train_step(
@@ -245,10 +255,26 @@ def train_step(
 
 
 def set_precision_flags(precision: str, device: torch.device) -> None:
+    """``default`` leaves every backend flag as it is (a user's own fp32 training on Ampere or
+    later runs cuDNN in TF32 by default); ``fp32`` is strict (TF32 off), ``tf32`` explicit;
+    bf16 and fp16 keep their fp32 work strict. The flags are restored after the profile
+    (``ModelState``) and recorded in ``meta`` (``backend_flags``)."""
+    if precision == "default":
+        return
     tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = device.type == "cuda"
+
+
+def backend_flags() -> dict[str, Any]:
+    """The flags that decide fp32 arithmetic, as they are now (for ``meta``)."""
+    return {
+        "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "float32_matmul_precision": matmul_precision(),
+    }
 
 
 def prepare_run(

@@ -25,7 +25,7 @@ class ModelState:
     grads: list[tuple[nn.Parameter, torch.Tensor | None]]
     requires_grad: list[tuple[nn.Parameter, bool]]
     training: list[tuple[nn.Module, bool]]
-    backend_flags: dict[str, bool]
+    backend_flags: dict[str, bool | str | None]
 
     @classmethod
     def capture(cls, model: nn.Module) -> ModelState:
@@ -66,15 +66,27 @@ class ModelState:
         _set_backend_flags(self.backend_flags)
 
 
-def _backend_flags() -> dict[str, bool]:
+def matmul_precision() -> str | None:
+    """``torch.get_float32_matmul_precision()``, or None where torch refuses to say (it raises once
+    the legacy ``allow_tf32`` flags and the newer ``fp32_precision`` ones have both been set)."""
+    try:
+        return torch.get_float32_matmul_precision()
+    except RuntimeError:
+        return None
+
+
+def _backend_flags() -> dict[str, bool | str | None]:
     return {
+        "float32_matmul_precision": matmul_precision(),
         "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
         "cudnn_tf32": torch.backends.cudnn.allow_tf32,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
     }
 
 
-def _set_backend_flags(flags: dict[str, bool]) -> None:
+def _set_backend_flags(flags: dict[str, bool | str | None]) -> None:
     torch.backends.cuda.matmul.allow_tf32 = flags["matmul_tf32"]
     torch.backends.cudnn.allow_tf32 = flags["cudnn_tf32"]
     torch.backends.cudnn.benchmark = flags["cudnn_benchmark"]
+    if flags["float32_matmul_precision"] is not None:  # last: it also sets matmul_tf32 ("medium" too)
+        torch.set_float32_matmul_precision(flags["float32_matmul_precision"])

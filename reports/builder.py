@@ -891,6 +891,26 @@ def _contention_notes(profile: RunDocument) -> list[str]:
     return notes
 
 
+HOST_BOUND_SHARE = 0.2  # GPU-wait share of a step above which its times are called host-bound
+
+
+def _launch_notes(profile: RunDocument, frozen: Run | None) -> list[str]:
+    """Eager CUDA runs whose GPU waited for the host: their unit times are host time (tlprof.launch)."""
+    notes, bound = [], {}
+    for name, run in profile.runs.items():
+        if run.launch is None or run.launch.gpu_wait_share.median <= HOST_BOUND_SHARE:
+            continue
+        bound[name] = share = run.launch.gpu_wait_share.median
+        units = run.launch.launch_bound_units
+        notes.append(f"{name} run: the GPU waited for the host in up to {share:.0%} of the step "
+                     f"({len(units)} launch-bound units); its unit times are host-paced — "
+                     "--graph measures GPU-true figures")
+    if frozen is not None and bound:
+        notes.append(f"claim 2: the frozen/full ratio is host-bound ({', '.join(bound)} run "
+                     "host-paced); profile with --graph for the GPU-true ratio")
+    return notes
+
+
 def _warnings(profile: RunDocument) -> list[ReportWarning]:
     return [ReportWarning(name, w.part, w.text) for name, w in profile.warnings()]
 
@@ -903,9 +923,13 @@ def _notes(profile: RunDocument, full: Run, frozen: Run | None) -> list[str]:
                      "more --steps would steady it")
     for name, run in profile.runs.items():
         if run.overhead_ratio > OVERHEAD_NOTE:
-            notes.append(f"{name} run: instrumented/plain step = {run.overhead_ratio:.2f}, so its "
-                         f"figures carry the profiler's hooks (plain step "
-                         f"{run.plain_step_ms.median:.3g} ms vs {run.step_ms.median:.3g} ms)")
+            walled = bool(run.step_wall_ms.samples and run.plain_wall_ms.samples)
+            plain, step = ((run.plain_wall_ms, run.step_wall_ms) if walled
+                           else (run.plain_step_ms, run.step_ms))
+            notes.append(f"{name} run: instrumented/plain step = {run.overhead_ratio:.2f}"
+                         f"{' (wall-to-wall)' if walled else ''}, so its figures carry the profiler's "
+                         f"hooks (plain step {plain.median:.3g} ms vs {step.median:.3g} ms)")
+    notes += _launch_notes(profile, frozen)
     notes += _contention_notes(profile)
     if frozen is None:
         notes.append("no frozen run: the measured cost-model row and claim 2 need --freeze N")

@@ -63,7 +63,7 @@ def test_a_run_document_is_strict_json_even_with_undefined_figures(tmp_path):
     with Profiler(model, example=torch.randn(1, 16), optimizer=opt, warmup=0) as prof:
         _train(model, opt, prof, steps=3)  # memory, plain, timed
     run = prof.run()
-    run.plain_step_ms = Stats([float("nan")])  # as a run with no plain step would have
+    run.plain_step_ms, run.plain_wall_ms = Stats([float("nan")]), Stats()  # as with no plain step
     path = tmp_path / "run.json"
     RunDocument(meta=Meta(), units=[], runs={"user": run}).save(path)
     text = path.read_text()
