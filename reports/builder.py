@@ -17,7 +17,7 @@ from typing import Any
 
 from tlprof.document import Run, RunDocument, finite
 from tlprof.errors import TlprofError
-from tlprof.reports.uncertainty import MIN_SAMPLES, Interval, columns_ci, median_ci, ratio_ci
+from tlprof.reports.uncertainty import MIN_SAMPLES, Interval, columns_cis, median_ci, ratio_ci
 
 SCHEMA = "tlprof.report/2"  # 2: model 1 counted as the full training (issue #13); ``base`` → ``first_model``
 GRANULARITIES = ("unit", "block", "stage")
@@ -775,7 +775,7 @@ def _spread(ts: list[float]) -> float:
 
 def claim_uniform(u: Uniformity, names: list[str], t_ms: list[float], full: Run) -> Claim:
     cols = t_columns(full)
-    cv_ci, spread_ci = columns_ci(cols, _cv), columns_ci(cols, _spread)
+    cv_ci, spread_ci = columns_cis(cols, [_cv, _spread])
     cv = decide(cv_ci, 0.0, UNIFORM_MAX_CV, "the CV of t_i")
     spread = decide(spread_ci, 1.0, UNIFORM_MAX_SPREAD, "max/min t_i")
     verdicts = {cv[0], spread[0]}

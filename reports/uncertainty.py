@@ -114,12 +114,15 @@ def bootstrap(a: Columns, b: Columns, stat: Callable[[list[float], list[float]],
     value = stat(_medians(cols_a), _medians(cols_b))
     rng = random.Random(seed)
     draws = sorted(stat(_draw(rng, cols_a), _draw(rng, cols_b) if cols_b else []) for _ in range(n_boot))
+    return _interval(value, draws, min(map(len, cols_a)), min(map(len, cols_b)) if cols_b else 0, level)
+
+
+def _interval(value: float, draws: list[float], n_a: int, n_b: int, level: float) -> Interval:
+    """The percentile interval of sorted draws (NaN bounds when a draw or the value is NaN)."""
     if any(math.isnan(x) for x in draws) or math.isnan(value):
-        return Interval(math.nan, value, math.nan, min(map(len, cols_a)),
-                        min(map(len, cols_b)) if cols_b else 0, level)
+        return Interval(math.nan, value, math.nan, n_a, n_b, level)
     tail = (1 - level) / 2
-    return Interval(_percentile(draws, tail), value, _percentile(draws, 1 - tail),
-                    min(map(len, cols_a)), min(map(len, cols_b)) if cols_b else 0, level)
+    return Interval(_percentile(draws, tail), value, _percentile(draws, 1 - tail), n_a, n_b, level)
 
 
 def _ratio(x: float, y: float) -> float:
@@ -144,7 +147,21 @@ def median_ci(a: Sequence[float], **kw) -> Interval:
 
 def columns_ci(columns: Columns, stat: Callable[[list[float]], float], **kw) -> Interval:
     """A statistic of the columns' medians, e.g. the CV of t_i over units."""
-    return bootstrap(columns, [], lambda ma, _: stat(ma), **kw)
+    return columns_cis(columns, [stat], **kw)[0]
+
+
+def columns_cis(columns: Columns, stats: Sequence[Callable[[list[float]], float]], level: float = LEVEL,
+                n_boot: int = N_BOOT, seed: int = SEED) -> list[Interval]:
+    """Several statistics of the columns' medians from one set of draws (a large model's units are slow
+    to resample)."""
+    cols = _clean(columns)
+    if cols is None:
+        return [NAN_INTERVAL for _ in stats]
+    rng = random.Random(seed)
+    draws = [_draw(rng, cols) for _ in range(n_boot)]
+    values = _medians(cols)
+    return [_interval(stat(values), sorted(stat(d) for d in draws), min(map(len, cols)), 0, level)
+            for stat in stats]
 
 
 def step_totals(columns: Columns) -> list[float] | None:
