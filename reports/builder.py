@@ -10,6 +10,7 @@ Every figure is computed from the medians the run document already holds:
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from tlprof.document import Run, RunDocument, finite
 from tlprof.errors import TlprofError
 from tlprof.reports.kernel_rows import KernelsSummary, kernels_summary
+from tlprof.reports.uncertainty import MIN_SAMPLES, Interval, columns_cis, median_ci, ratio_ci
 
 SCHEMA = "tlprof.report/2"  # 2: model 1 counted as the full training (issue #13); ``base`` → ``first_model``
 GRANULARITIES = ("unit", "block", "stage")
@@ -34,6 +36,7 @@ HOLDS_BACK = 1.10  # a rank's compute over the other ranks' median above which i
 PAPER_L, PAPER_N, PAPER_K = 50, 45, 3
 
 HOLDS, REFUTED, NOT_MEASURED = "holds", "refuted", "not measured"
+NOT_ENOUGH = "not enough evidence"  # too few steps, NaN data, or a CI that straddles the tolerance band
 
 TIME_UNITS = (("h", 3_600_000.0), ("min", 60_000.0), ("s", 1000.0), ("ms", 1.0))
 
@@ -134,6 +137,7 @@ class FrozenSummary:
     breakdown: list[Part]  # where the frozen step's time goes
     savings: list[Part]  # where the saving comes from, ms and bytes
     memory: dict[str, dict[str, int | None]]  # figure → {full, frozen, saved}
+    step_ratio_ci: Interval | None = None  # bootstrap CI of frozen/full (reports/uncertainty.py)
 
 
 @dataclass
@@ -143,6 +147,7 @@ class CachedSummary:
     step_ms: float  # h_N: a training step of units N+1..L fed cached features
     step_ratio: float  # h_N / s_full
     frozen_step_ratio: float | None  # h_N / s_frozen
+    step_ratio_ci: Interval | None = None  # bootstrap CI of h_N / s_full
 
 
 @dataclass
@@ -251,6 +256,8 @@ class Claim:
     verdict: str
     evidence: str
     numbers: dict[str, Any] = field(default_factory=dict)
+    ci: Interval | None = None  # the bootstrap CI the verdict was decided on
+    reason: str = ""  # why "not enough evidence"
 
 
 @dataclass
@@ -283,6 +290,7 @@ class Report:
     warnings: list[ReportWarning] = field(default_factory=list)  # the runs' own, as measured
     distributed: DistributedSummary | None = None
     kernels: KernelsSummary | None = None  # what --kernels measured, against the roofline
+    overhead: dict[str, Interval] = field(default_factory=dict)  # per run: instrumented / plain step
 
     def rows(self, granularity: str | None = None) -> list[UnitRow]:
         g = granularity or self.options.granularity
@@ -423,6 +431,7 @@ def frozen_summary(full: Run, frozen: Run, n_units: int) -> FrozenSummary:
         predicted_ratio=_div(predicted, s_full), saved_ms=s_full - s_frozen,
         bwd_over_fwd=_div(_bwd(full), _fwd(full)),
         breakdown=breakdown, savings=savings, memory=_memory_saved(full, frozen),
+        step_ratio_ci=ratio_ci(frozen.step_ms.samples, full.step_ms.samples),
     )
 
 
@@ -473,6 +482,7 @@ def cached_summary(full: Run, cached: Run, frozen: Run | None) -> CachedSummary:
         freeze=cached.freeze, features_ms=f_n, step_ms=h,
         step_ratio=_div(h, full.step_ms.median),
         frozen_step_ratio=_div(h, frozen.step_ms.median) if frozen else None,
+        step_ratio_ci=ratio_ci(cached.step_ms.samples, full.step_ms.samples),
     )
 
 
@@ -715,23 +725,98 @@ def _pct(x: float | None) -> str:
 
 
 # -- the paper's claims (docs/design.md §1) ------------------------------------------
+# A claim that compares a measured figure with the paper's value gets a verdict only from enough
+# steps (MIN_SAMPLES per run) and a bootstrap CI (reports/uncertainty.py) wholly inside the band
+# where the figure agrees with the paper ("holds") or wholly outside it ("refuted").
 
 
-def claim_uniform(u: Uniformity, names: list[str], t_ms: list[float]) -> Claim:
-    holds = u.cv <= UNIFORM_MAX_CV and u.max_over_min <= UNIFORM_MAX_SPREAD
+def _g(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def decide(ci: Interval, lo: float, hi: float, what: str) -> tuple[str, str]:
+    """A verdict on ``ci`` against the agreement band [lo, hi], and the reason when there is none."""
+    if ci.n == 0 or not math.isfinite(ci.value):
+        return NOT_ENOUGH, f"{what} is not a number (no samples, or a zero step)"
+    if ci.n < MIN_SAMPLES:
+        return NOT_ENOUGH, (f"{what} rests on {ci.counts()} measured steps; a verdict needs at least "
+                            f"{MIN_SAMPLES} per run (more --steps)")
+    if ci.within(lo, hi):
+        return HOLDS, ""
+    if ci.outside(lo, hi):
+        return REFUTED, ""
+    bounds = "unbounded" if not ci.finite else ci.bounds(_g)
+    return NOT_ENOUGH, (f"{what}'s {ci.level:.0%} CI {bounds} straddles the band [{_g(lo)}, {_g(hi)}] "
+                        "where it agrees with the paper")
+
+
+def _with_reason(evidence: str, verdict: str, reasons: list[str]) -> str:
+    if verdict != NOT_ENOUGH:
+        return evidence
+    return f"{evidence}; not enough evidence: {'; '.join(dict.fromkeys(r for r in reasons if r))}"
+
+
+def t_columns(full: Run) -> list[list[float]]:
+    """Per unit, t = f + b per measured step (f + median b when the two were not sampled alike)."""
+    cols = []
+    for u in full.units:
+        f, b = u.fwd_ms.samples, u.bwd_ms.samples
+        cols.append([x + y for x, y in zip(f, b)] if len(f) == len(b) else [x + u.bwd_ms.median for x in f])
+    return cols
+
+
+def _cv(ts: list[float]) -> float:
+    mean = statistics.fmean(ts)
+    return statistics.pstdev(ts) / mean if mean > 0 else math.nan
+
+
+def _spread(ts: list[float]) -> float:
+    lo = min(ts)
+    return max(ts) / lo if lo > 0 else math.inf
+
+
+def claim_uniform(u: Uniformity, names: list[str], t_ms: list[float], full: Run) -> Claim:
+    cols = t_columns(full)
+    cv_ci, spread_ci = columns_cis(cols, [_cv, _spread])
+    cv = decide(cv_ci, 0.0, UNIFORM_MAX_CV, "the CV of t_i")
+    spread = decide(spread_ci, 1.0, UNIFORM_MAX_SPREAD, "max/min t_i")
+    verdicts = {cv[0], spread[0]}
+    verdict = REFUTED if REFUTED in verdicts else HOLDS if verdicts == {HOLDS} else NOT_ENOUGH
     lo = names[t_ms.index(u.min_ms)]
     hi = names[t_ms.index(u.max_ms)]
     evidence = (
         f"t_i spans {u.min_ms:.3g} ms ({lo}) to {u.max_ms:.3g} ms ({hi}), "
-        f"max/min {u.max_over_min:.3g}, CV {u.cv:.2f}; the costliest 5 units take "
-        f"{u.top5_share:.0%} of Σt (5/{len(t_ms)} = {5 / len(t_ms):.0%} if uniform)"
+        f"max/min {_ci_text(spread_ci, u.max_over_min)}, CV {_ci_text(cv_ci, u.cv, '.2f')}; the costliest "
+        f"5 units take {u.top5_share:.0%} of Σt (5/{len(t_ms)} = {5 / len(t_ms):.0%} if uniform)"
     )
     if u.tail_units < len(t_ms):
         evidence += (f"; the last {u.tail_units} take {u.tail_share:.1%} "
                      f"vs the paper's {u.paper_tail_share:.1%}")
-    return Claim("uniform_t", "t is uniform across layers", HOLDS if holds else REFUTED, evidence,
+    return Claim("uniform_t", "t is uniform across layers", verdict,
+                 _with_reason(evidence, verdict, [cv[1], spread[1]]),
                  {"cv": u.cv, "max_over_min": u.max_over_min, "top5_share": u.top5_share,
-                  "tail_share": u.tail_share, "paper_tail_share": u.paper_tail_share})
+                  "tail_share": u.tail_share, "paper_tail_share": u.paper_tail_share,
+                  "cv_ci": cv_ci, "max_over_min_ci": spread_ci}, cv_ci,
+                 "; ".join(dict.fromkeys(r for r in (cv[1], spread[1]) if r and verdict == NOT_ENOUGH)))
+
+
+def _ci_text(ci: Interval | None, value: float, spec: str = ".3g") -> str:
+    """``0.643 [0.63, 0.66]``: the figure, and its CI when it has a finite one."""
+    text = format(value, spec)
+    if ci is None or not ci.finite:
+        return text
+    return f"{text} {ci.bounds(lambda x: format(x, spec))}"
+
+
+def ci_phrase(ci: Interval | None) -> str:
+    """``95% CI, n = 10/10`` (or why there is no interval)."""
+    if ci is None:
+        return ""
+    return f"{ci.level:.0%} CI, {ci.counts()}" if ci.finite else f"no CI, {ci.counts()}"
+
+
+def _band(paper: float) -> tuple[float, float]:
+    return paper * (1 - RATIO_TOLERANCE), paper * (1 + RATIO_TOLERANCE)
 
 
 def claim_per_model(f: FrozenSummary | None, n_units: int, n_frozen: int) -> Claim:
@@ -741,33 +826,55 @@ def claim_per_model(f: FrozenSummary | None, n_units: int, n_frozen: int) -> Cla
     if f is None:
         return Claim("per_model_cost", text, NOT_MEASURED,
                      "needs a frozen run: profile with --freeze N (--runs both or all)")
-    holds = abs(f.step_ratio / f.paper_ratio - 1) <= RATIO_TOLERANCE
+    ci = f.step_ratio_ci or ratio_ci([f.frozen_step_ms], [f.full_step_ms])
+    lo, hi = _band(f.paper_ratio)
+    verdict, reason = decide(ci, lo, hi, "frozen/full")
     fwd_frozen = f.breakdown[0]
     evidence = (
-        f"frozen/full step = {f.step_ratio:.3f} vs {f.paper_ratio:.3f}; frozen units still run "
+        f"frozen/full step = {_ci_text(ci, f.step_ratio, '.3f')} ({ci_phrase(ci)}) vs {f.paper_ratio:.3f} "
+        f"(agreement within ±{RATIO_TOLERANCE:.0%}: {lo:.3f}–{hi:.3f}); frozen units still run "
         f"their forward every step ({fwd_frozen.ms:.3g} ms, {fwd_frozen.share:.0%} of the frozen "
         f"step) and backward is {f.bwd_over_fwd:.2f}× forward, so forward-all + backward-tail "
         f"predicts {f.predicted_ratio:.3f}"
     )
-    return Claim("per_model_cost", text, HOLDS if holds else REFUTED, evidence,
+    return Claim("per_model_cost", text, verdict, _with_reason(evidence, verdict, [reason]),
                  {"step_ratio": f.step_ratio, "paper_ratio": f.paper_ratio,
-                  "predicted_ratio": f.predicted_ratio, "frozen_forward_share": fwd_frozen.share})
+                  "predicted_ratio": f.predicted_ratio, "frozen_forward_share": fwd_frozen.share},
+                 ci, reason)
 
 
-def claim_growth(cm: CostModel) -> Claim:
+def _finite_row(row: CostRow) -> bool:
+    return all(math.isfinite(x) for x in (row.first_model, row.per_model_transfer, row.limit_ratio))
+
+
+def claim_growth(cm: CostModel, marginal: Interval | None = None, limit: Interval | None = None) -> Claim:
+    """Refuted by the form of T(k), the paper's own counting included: it is affine in k.
+
+    ``marginal`` and ``limit`` are the measured row's CIs of p and p/T_full, when it has them;
+    the claim's ``ci`` is p's.
+    """
     best = cm.rows.get("measured") or cm.rows["paper_measured_t"]
+    if not _finite_row(best):
+        best, marginal, limit = cm.rows["paper_uniform"], None, None
     ks = cm.k
+    if best.name != "measured":
+        marginal = limit = None
+    p = _ci_text(marginal, best.per_model_transfer, ".4g")
     evidence = (
         f"T_transfer(k) = T_full + (k−1)·p = {best.first_model:.4g} + (k−1)·"
         f"{best.per_model_transfer:.4g} {cm.unit} ({best.name}) is affine in k: model 1 trains in "
-        f"full and every model after it costs the same {best.per_model_transfer:.4g} {cm.unit}; "
+        f"full and every model after it costs the same {p} {cm.unit}"
+        f"{f' ({ci_phrase(marginal)})' if marginal is not None else ''}; "
         f"T_transfer/T_classic falls from {best.ratio[0]:.3f} (k=1) to {best.ratio[-1]:.3f} "
-        f"(k={ks[-1]}) and tends to p/T_full = {best.limit_ratio:.3f}, not to 0; log T grows like "
-        f"log k only because T is linear"
+        f"(k={ks[-1]}) and tends to p/T_full = {_ci_text(limit, best.limit_ratio, '.3f')}, not to 0; "
+        f"log T grows like log k only because T is linear"
     )
-    numbers = {name: {"marginal": row.per_model_transfer, "limit_ratio": row.limit_ratio}
-               for name, row in cm.rows.items()}
-    return Claim("logarithmic_growth", "the growth in k is logarithmic", REFUTED, evidence, numbers)
+    numbers: dict[str, Any] = {name: {"marginal": row.per_model_transfer, "limit_ratio": row.limit_ratio}
+                               for name, row in cm.rows.items()}
+    verdict = REFUTED if _finite_row(best) else NOT_ENOUGH
+    return Claim("logarithmic_growth", "the growth in k is logarithmic", verdict,
+                 _with_reason(evidence, verdict, ["the cost model's numbers are not finite"]),
+                 numbers, marginal)
 
 
 EXAMPLE_LABELS = {
@@ -797,24 +904,38 @@ def example(specs: dict[str, RowSpec], n_units: int) -> dict[str, dict[str, floa
     return out
 
 
+def example_ci(f: FrozenSummary) -> Interval | None:
+    """Measured steps' T_transfer(3) over its counting's, (1 + 2r)/(1 + 2(L−N)/L), from the CI of
+    r = frozen/full (increasing in r)."""
+    if f.step_ratio_ci is None:
+        return None
+    later = PAPER_K - 1
+    return f.step_ratio_ci.map(lambda r: (1 + later * r) / (1 + later * f.paper_ratio))
+
+
 def claim_example(ex: dict[str, dict[str, float]], n_units: int, n_frozen: int,
-                  data_per_model: bool = False) -> Claim:
+                  data_per_model: bool = False, frozen: FrozenSummary | None = None) -> Claim:
     paper = ex["paper"]
     text = f"{paper['classic']:.0f} h vs {paper['transfer']:.0f} h for {PAPER_K} models (t = 1 h)"
     if not n_frozen:
         return Claim("three_models", text, NOT_MEASURED, "needs --freeze N", ex)
+    if "measured" not in ex or frozen is None:  # the paper's counting alone cannot test the paper
+        return Claim("three_models", text, NOT_MEASURED,
+                     "needs a frozen run (--freeze N with --runs both or all): without measured "
+                     "frozen steps only the paper's own counting is available", ex)
     ours = ex["paper_uniform"]["transfer"]
-    key = "measured" if "measured" in ex else "paper_measured_t"
-    holds = abs(ex[key]["transfer"] / ours - 1) <= RATIO_TOLERANCE
+    ci = example_ci(frozen) or ratio_ci([ex["measured"]["transfer"]], [ours])
+    lo, hi = 1 - RATIO_TOLERANCE, 1 + RATIO_TOLERANCE
+    verdict, reason = decide(ci, lo, hi, "measured steps / its counting")
     labels = {**EXAMPLE_LABELS, "paper_uniform": f"its counting at L = {n_units}, N = {n_frozen}"}
     if "measured_cached" in ex:
         labels["measured_cached"] += ", data per model" if data_per_model else ", same data"
     parts = [f"{labels[name]}: {e['classic']:.0f} h vs {e['transfer']:.3g} h ({e['ratio']:.2f})"
              for name, e in ex.items()]
     evidence = (f"k = {PAPER_K}, model 1 in full, models 2–{PAPER_K} frozen, one training from "
-                f"scratch = L h: " + "; ".join(parts))
-    return Claim("three_models", text, HOLDS if holds else REFUTED, evidence, ex)
-
+                f"scratch = L h: " + "; ".join(parts)
+                + f"; measured steps / its counting = {_ci_text(ci, ci.value, '.2f')} ({ci_phrase(ci)})")
+    return Claim("three_models", text, verdict, _with_reason(evidence, verdict, [reason]), ex, ci, reason)
 
 # -- the whole report -----------------------------------------------------------
 
@@ -846,22 +967,33 @@ def build_report(profile: RunDocument, options: ReportOptions | None = None) -> 
     uni = uniformity(t_ms, names, n_frozen)
     specs = row_specs(t_ms, n_frozen, full, frozen, cz, options)
     cm = cost_model(specs, t_ms, full, options)
+    overhead = overhead_cis(profile)
     claims = [
-        claim_uniform(uni, names, t_ms),
+        claim_uniform(uni, names, t_ms, full),
         claim_per_model(fz, n_units, n_frozen),
-        claim_growth(cm),
-        claim_example(example(specs, n_units), n_units, n_frozen, options.data_per_model),
+        claim_growth(cm, *_marginal_cis(full, frozen, fz, cm, options)),
+        claim_example(example(specs, n_units), n_units, n_frozen, options.data_per_model, fz),
     ]
     return Report(
         source=_source(profile), options=options, n_units=n_units, freeze=n_frozen,
         full_step_ms=s_full, t_ms=t_ms, units=units,
         blocks=rollup(units, "block", s_full), stages=rollup(units, "stage", s_full),
         uniformity=uni, frozen=fz, cached=cz, cost_model=cm, claims=claims,
-        notes=_notes(profile, full, frozen),
+        notes=_notes(profile, full, frozen, overhead),
         warnings=_warnings(profile),
         distributed=distributed_summary(profile, names),
         kernels=kernels_summary(profile),
+        overhead=overhead,
     )
+
+
+def _marginal_cis(full: Run, frozen: Run | None, fz: FrozenSummary | None, cm: CostModel,
+                  options: ReportOptions) -> tuple[Interval | None, Interval | None]:
+    """The measured row's per-model cost p = s_frozen·S·E (in the cost model's unit) and p/T_full."""
+    if frozen is None or fz is None:
+        return None, None
+    scale = options.steps * options.epoch_count / cm.ms_per_unit
+    return median_ci(frozen.step_ms.samples).map(lambda ms: ms * scale), fz.step_ratio_ci
 
 
 def _source(profile: RunDocument) -> dict[str, Any]:
@@ -915,18 +1047,41 @@ def _warnings(profile: RunDocument) -> list[ReportWarning]:
     return [ReportWarning(name, w.part, w.text) for name, w in profile.warnings()]
 
 
-def _notes(profile: RunDocument, full: Run, frozen: Run | None) -> list[str]:
+def overhead_cis(profile: RunDocument) -> dict[str, Interval]:
+    """Per run, instrumented / plain step with its bootstrap CI (NaN where no plain step was measured):
+    wall-to-wall where the run has those samples (docs/design.md §3), as ``Run.overhead_ratio``."""
+    out = {}
+    for name, run in profile.runs.items():
+        walled = bool(run.step_wall_ms.samples and run.plain_wall_ms.samples)
+        step, plain = (run.step_wall_ms, run.plain_wall_ms) if walled else (run.step_ms, run.plain_step_ms)
+        out[name] = ratio_ci(step.samples, plain.samples)
+    return out
+
+
+def _noise_notes(profile: RunDocument) -> list[str]:
+    """A noisy step (IQR > 10% of its median) or too few steps for a verdict, said in words."""
     notes = []
-    noisy = [name for name, run in profile.runs.items() if run.step_ms.noisy]
-    if noisy:
-        notes.append(f"noisy step time (IQR > 10% of median) in: {', '.join(noisy)}; "
-                     "more --steps would steady it")
+    for name, run in profile.runs.items():
+        s = run.step_ms
+        if s.noisy:
+            notes.append(f"{name} step: IQR {s.iqr:.1f} ms is {s.iqr / s.median:.0%} of its median "
+                         f"{s.median:.1f} ms: the figure is unreliable; more --steps or a quieter machine")
+        if len(s.samples) < MIN_SAMPLES:
+            notes.append(f"{name} run: {len(s.samples)} measured step(s); a verdict needs at least "
+                         f"{MIN_SAMPLES} per run, so the claims resting on it read \"{NOT_ENOUGH}\" "
+                         "(more --steps)")
+    return notes
+
+
+def _notes(profile: RunDocument, full: Run, frozen: Run | None, overhead: dict[str, Interval]) -> list[str]:
+    notes = _noise_notes(profile)
     for name, run in profile.runs.items():
         if run.overhead_ratio > OVERHEAD_NOTE:
             walled = bool(run.step_wall_ms.samples and run.plain_wall_ms.samples)
             plain, step = ((run.plain_wall_ms, run.step_wall_ms) if walled
                            else (run.plain_step_ms, run.step_ms))
-            notes.append(f"{name} run: instrumented/plain step = {run.overhead_ratio:.2f}"
+            ci = overhead[name]
+            notes.append(f"{name} run: instrumented/plain step = {ci.text(lambda x: f'{x:.2f}')}"
                          f"{' (wall-to-wall)' if walled else ''}, so its figures carry the profiler's "
                          f"hooks (plain step {plain.median:.3g} ms vs {step.median:.3g} ms)")
     notes += _launch_notes(profile, frozen)

@@ -16,8 +16,12 @@ from tlprof.document import Run, RunDocument, finite
 from tlprof.reports.markdown import md_table
 from tlprof.reports.provenance import SAME_WORK, differences, settings
 from tlprof.reports.text import fmt_num, fmt_ratio
+from tlprof.reports.uncertainty import MIN_SAMPLES, Interval, diff_ci, step_totals
+from tlprof.stats import Stats
 
-SCHEMA = "tlprof.compare/1"
+SCHEMA = "tlprof.compare/1"  # fields added by issue #12: each delta's ci, noise, a_iqr_ms, b_iqr_ms
+WITHIN_NOISE = "within noise"
+FEW_STEPS = f"n < {MIN_SAMPLES}"
 
 
 @dataclass
@@ -33,17 +37,29 @@ class Delta:
     a_bwd_ms: float | None = None
     b_fwd_ms: float | None = None
     b_bwd_ms: float | None = None
+    ci: Interval | None = None  # bootstrap CI of B − A (difference of medians); none per unit
+    a_iqr_ms: float | None = None
+    b_iqr_ms: float | None = None
 
     @property
     def delta_ms(self) -> float:
         return self.b_ms - self.a_ms
 
     @property
+    def noise(self) -> str:
+        """``within noise`` when the CI of B − A includes 0, ``n < 5`` when too few steps say nothing."""
+        if self.ci is None:
+            return ""
+        if self.ci.n < MIN_SAMPLES:
+            return FEW_STEPS
+        return "" if self.ci.finite and not self.ci.contains(0.0) else WITHIN_NOISE
+
+    @property
     def ratio(self) -> float:
         return self.b_ms / self.a_ms if self.a_ms else float("nan")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "delta_ms": self.delta_ms, "ratio": self.ratio}
+        return {**asdict(self), "delta_ms": self.delta_ms, "ratio": self.ratio, "noise": self.noise}
 
 
 @dataclass
@@ -77,16 +93,29 @@ class Comparison:
         })
 
 
+def _stats_delta(kind: str, name: str, a: Stats, b: Stats) -> Delta:
+    """A figure measured every step: its medians, the CI of their difference, and both IQRs."""
+    return Delta(kind, name, a.median, b.median, ci=diff_ci(a.samples, b.samples),
+                 a_iqr_ms=a.iqr, b_iqr_ms=b.iqr)
+
+
+def _totals_delta(name: str, attr: str, a: Run, b: Run) -> Delta:
+    """Σ over units of the medians; the CI from per-step totals when every unit has every step."""
+    cols_a = [getattr(u, attr).samples for u in a.units]
+    cols_b = [getattr(u, attr).samples for u in b.units]
+    tot_a, tot_b = step_totals(cols_a), step_totals(cols_b)
+    ci = diff_ci(tot_a, tot_b) if tot_a is not None and tot_b is not None else None
+    return Delta("units", name, sum(getattr(u, attr).median for u in a.units),
+                 sum(getattr(u, attr).median for u in b.units), ci=ci)
+
+
 def _summary(a: Run, b: Run) -> list[Delta]:
-    rows = [Delta("step", "step", a.step_ms.median, b.step_ms.median)]
+    rows = [_stats_delta("step", "step", a.step_ms, b.step_ms)]
     for name in a.phases_ms:
         if name in b.phases_ms:
-            rows.append(Delta("phase", name, a.phases_ms[name].median, b.phases_ms[name].median))
-    for kind, attr in (("units", "fwd_ms"), ("units", "bwd_ms")):
-        name = "units forward" if attr == "fwd_ms" else "units backward"
-        rows.append(Delta(kind, name, sum(getattr(u, attr).median for u in a.units),
-                          sum(getattr(u, attr).median for u in b.units)))
-    rows.append(Delta("plain", "plain step (no hooks)", a.plain_step_ms.median, b.plain_step_ms.median))
+            rows.append(_stats_delta("phase", name, a.phases_ms[name], b.phases_ms[name]))
+    rows += [_totals_delta("units forward", "fwd_ms", a, b), _totals_delta("units backward", "bwd_ms", a, b)]
+    rows.append(_stats_delta("plain", "plain step (no hooks)", a.plain_step_ms, b.plain_step_ms))
     return rows + _comm(a, b)
 
 
@@ -96,10 +125,10 @@ def _comm(a: Run, b: Run) -> list[Delta]:
     cb = b.distributed.comm if b.distributed else None
     if ca is None or cb is None:
         return []
-    rows = [Delta("comm", "all-reduce (Σ buckets)", ca.allreduce_ms.median, cb.allreduce_ms.median),
-            Delta("comm", "exposed communication", ca.exposed_ms.median, cb.exposed_ms.median)]
-    steps_b = {r.rank: r.step_ms.median for r in b.distributed.ranks}
-    rows += [Delta("rank", f"rank {r.rank} step", r.step_ms.median, steps_b[r.rank])
+    rows = [_stats_delta("comm", "all-reduce (Σ buckets)", ca.allreduce_ms, cb.allreduce_ms),
+            _stats_delta("comm", "exposed communication", ca.exposed_ms, cb.exposed_ms)]
+    steps_b = {r.rank: r.step_ms for r in b.distributed.ranks}
+    rows += [_stats_delta("rank", f"rank {r.rank} step", r.step_ms, steps_b[r.rank])
              for r in a.distributed.ranks if r.rank in steps_b]
     return rows
 
@@ -154,12 +183,34 @@ def compare(a: RunDocument, b: RunDocument, label_a: str = "A", label_b: str = "
 # -- renderers ------------------------------------------------------------------
 
 
+SUMMARY_COLUMNS = ("A", "B", "Δ ms", "B/A", "95% CI of Δ", "IQR A / B", "noise")
+UNIT_COLUMNS = ("#", "unit", "A fwd", "A bwd", "B fwd", "B bwd", "A t", "B t", "Δ ms", "B/A")
+
+
 def _delta_cells(d: Delta) -> list[str]:
     return [fmt_num(d.a_ms), fmt_num(d.b_ms), f"{d.delta_ms:+.3g}", fmt_ratio(d.ratio)]
 
 
+def _ci_cell(ci: Interval | None) -> str:
+    if ci is None or not ci.finite:
+        return "-"
+    return f"[{ci.low:+.3g}, {ci.high:+.3g}]"
+
+
+def _iqr_cell(d: Delta) -> str:
+    if d.a_iqr_ms is None or d.b_iqr_ms is None:
+        return "-"
+    return f"{fmt_num(d.a_iqr_ms)} / {fmt_num(d.b_iqr_ms)}"
+
+
+def _summary_cells(d: Delta) -> list[str]:
+    return [*_delta_cells(d), _ci_cell(d.ci), _iqr_cell(d), d.noise]
+
+
 def _legend(c: Comparison) -> str:
-    return f"A = {c.label_a}, B = {c.label_b}; ms per step (medians); Δ = B − A"
+    return (f"A = {c.label_a}, B = {c.label_b}; ms per step (medians); Δ = B − A; its 95% CI by "
+            f"bootstrap over the measured steps; {WITHIN_NOISE} = the CI includes 0, "
+            f"{FEW_STEPS} = too few steps to tell")
 
 
 def _settings_rows(c: Comparison) -> list[list[str]]:
@@ -180,15 +231,15 @@ def compare_view(c: Comparison) -> Group:
     parts.append(settings_table)
     for rc in c.runs:
         t = Table(title=f"{rc.run} run", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-        for col in ("", "A", "B", "Δ ms", "B/A"):
-            t.add_column(col, justify="left" if not col else "right")
+        for col in ("", *SUMMARY_COLUMNS):
+            t.add_column(col, justify="left" if col in ("", "noise") else "right", no_wrap=bool(col))
         for d in rc.summary:
-            t.add_row(d.name, *_delta_cells(d))
+            t.add_row(d.name, *_summary_cells(d), style="dim" if d.noise else None)
         parts.append(t)
         if rc.units:
             u = Table(title=f"{rc.run} run, per unit (t = fwd + bwd)", title_justify="left",
                       box=box.SIMPLE_HEAD, pad_edge=False)
-            for col in ("#", "unit", "A fwd", "A bwd", "B fwd", "B bwd", "A t", "B t", "Δ ms", "B/A"):
+            for col in UNIT_COLUMNS:
                 u.add_column(col, justify="left" if col == "unit" else "right")
             for d in rc.units:
                 u.add_row(str(d.index), d.name, *(fmt_num(v) for v in (
@@ -211,11 +262,12 @@ def compare_markdown(c: Comparison) -> str:
     parts = [f"# Compare: {_legend(c)}", md_table(["setting", "A", "B", ""], _settings_rows(c))]
     for rc in c.runs:
         parts.append(f"## {rc.run} run")
-        parts.append(md_table(["figure", "A", "B", "Δ ms", "B/A"],
-                              [[d.name, *_delta_cells(d)] for d in rc.summary]))
+        parts.append(md_table(["figure", *SUMMARY_COLUMNS],
+                              [[d.name, *_summary_cells(d)] for d in rc.summary],
+                              right=set(SUMMARY_COLUMNS) - {"noise"}))
         if rc.units:
             parts.append(md_table(
-                ["#", "unit", "A fwd", "A bwd", "B fwd", "B bwd", "A t", "B t", "Δ ms", "B/A"],
+                list(UNIT_COLUMNS),
                 [[str(d.index), d.name, *(fmt_num(v) for v in (
                     d.a_fwd_ms, d.a_bwd_ms, d.b_fwd_ms, d.b_bwd_ms)), *_delta_cells(d)]
                  for d in rc.units]))
@@ -224,7 +276,8 @@ def compare_markdown(c: Comparison) -> str:
 
 
 CSV_FIELDS = ("run", "kind", "index", "name", "a_ms", "b_ms", "delta_ms", "ratio",
-              "a_fwd_ms", "a_bwd_ms", "b_fwd_ms", "b_bwd_ms")
+              "a_fwd_ms", "a_bwd_ms", "b_fwd_ms", "b_bwd_ms", "delta_low_ms", "delta_high_ms", "n_a", "n_b",
+              "a_iqr_ms", "b_iqr_ms", "noise")
 
 
 def compare_csv(c: Comparison) -> str:
@@ -233,7 +286,10 @@ def compare_csv(c: Comparison) -> str:
     w.writerow(CSV_FIELDS)
     for rc in c.runs:
         for d in rc.summary + (rc.units or []):
-            row = {**d.to_dict(), "run": rc.run}
+            ci = d.ci if d.ci is not None and d.ci.finite else None
+            row = {**d.to_dict(), "run": rc.run, "delta_low_ms": ci.low if ci else None,
+                   "delta_high_ms": ci.high if ci else None, "n_a": d.ci.n_a if d.ci else None,
+                   "n_b": d.ci.n_b if d.ci else None}
             w.writerow(["" if row[f] is None else row[f] for f in CSV_FIELDS])
     return buf.getvalue()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from tlprof.reports.builder import HOLDS, REFUTED, Report
+from tlprof.reports.builder import HOLDS, NOT_ENOUGH, REFUTED, Report
 from tlprof.reports.provenance import settings
 from tlprof.reports.svg import report_plots
 from tlprof.reports.text import (
@@ -35,12 +35,13 @@ th { background: #f4f4f4; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .holds { color: #1a7f37; font-weight: bold; }
 .refuted { color: #c62828; font-weight: bold; }
+.not-enough { color: #a15c00; font-weight: bold; }
 .dim { color: #777; }
 .warning { color: #a15c00; }
 figure { margin: 0.5em 0 1.5em; }
 """
 
-VERDICT_CLASS = {HOLDS: "holds", REFUTED: "refuted"}
+VERDICT_CLASS = {HOLDS: "holds", REFUTED: "refuted", NOT_ENOUGH: "not-enough"}
 
 
 def _is_num(text: str) -> bool:

@@ -25,7 +25,8 @@ from tlprof.reports.rich_view import (
     notes_section,
     warnings_section,
 )
-from tlprof.reports.text import fmt_bytes, renumber
+from tlprof.reports.text import fmt_bytes, fmt_ci, renumber
+from tlprof.reports.uncertainty import ratio_ci
 from tlprof.stats import Stats
 
 
@@ -82,8 +83,17 @@ def _stat(s: Stats) -> str:
     return f"{s.median:.2f} ± {s.iqr:.2f}" + (" *" if s.noisy else "")
 
 
+def _overhead(run: Run) -> str:
+    """instrumented / plain with its 95% CI, e.g. ``1.020 [1.01, 1.03]``."""
+    walled = bool(run.step_wall_ms.samples and run.plain_wall_ms.samples)
+    step, plain = (run.step_wall_ms, run.plain_wall_ms) if walled else (run.step_ms, run.plain_step_ms)
+    ci = ratio_ci(step.samples, plain.samples)
+    bounds = ci.bounds(lambda x: f"{x:.2f}") if ci.finite else ""
+    return f"{run.overhead_ratio:.3f} {bounds}".rstrip()
+
+
 def summary_table(profile: RunDocument) -> Table:
-    table = Table(title="Step summary (ms: median ± IQR)")
+    table = Table(title="Step summary (ms: median ± IQR; ratios with their 95% CI)")
     table.add_column("")
     for name in profile.runs:
         table.add_column(name, justify="right")
@@ -98,7 +108,7 @@ def summary_table(profile: RunDocument) -> Table:
     for key in runs[0].phases_ms:
         row(f"  {key.replace('_', ' ')}", lambda r, k=key: _stat(r.phases_ms[k]))
     row("plain step (no hooks)", lambda r: _stat(r.plain_step_ms))
-    row("instrumented / plain", lambda r: f"{r.overhead_ratio:.3f}")
+    row("instrumented / plain", lambda r: _overhead(r))
     row("saved activations", lambda r: fmt_bytes(r.memory.saved_bytes_total))
     row("grad + optimizer state", lambda r: fmt_bytes(
         r.units_total("grad_bytes") + r.units_total("optimizer_state_bytes")))
@@ -114,8 +124,8 @@ def ratio_line(profile: RunDocument) -> Text | None:
     n_units = len(profile.units)
     f = frozen_summary(full, frozen, n_units)
     return Text(
-        f"frozen/full step time: {f.step_ratio:.3f} (measured) vs {f.paper_ratio:.3f} "
-        f"= {n_units - f.freeze}/{n_units} (the paper's uniform-layer assumption)",
+        f"frozen/full step time: {f.step_ratio:.3f}{fmt_ci(f.step_ratio_ci)} (measured) vs "
+        f"{f.paper_ratio:.3f} = {n_units - f.freeze}/{n_units} (the paper's uniform-layer assumption)",
         style="bold",
     )
 

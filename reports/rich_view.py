@@ -7,7 +7,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from tlprof.reports.builder import HOLDS, REFUTED, Report
+from tlprof.reports.builder import HOLDS, NOT_ENOUGH, REFUTED, Report
 from tlprof.reports.text import (
     PER_LATER_MODEL,
     ROW_TITLES,
@@ -31,7 +31,7 @@ from tlprof.reports.text import (
     unit_columns,
 )
 
-VERDICT_STYLE = {HOLDS: "green", REFUTED: "bold red"}
+VERDICT_STYLE = {HOLDS: "green", REFUTED: "bold red", NOT_ENOUGH: "yellow"}
 LEFT_COLUMNS = {"unit", "block", "stage", "train"}
 TERMINAL_DROPS = {"saved"}  # per-unit saved bytes: in the profile table and the other formats
 

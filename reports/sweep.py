@@ -25,6 +25,7 @@ from tlprof.reports.html_view import STYLE, html_table
 from tlprof.reports.markdown import md_table
 from tlprof.reports.svg import PALETTE, Series, line_chart
 from tlprof.reports.text import fmt_bytes, fmt_num, fmt_ratio
+from tlprof.reports.uncertainty import MIN_SAMPLES, Interval
 
 REPORT_SCHEMA = "tlprof.sweep-report/1"
 SWEEP_RUNS = {"frozen": ("frozen",), "cached": ("cached",), "all": ("frozen", "cached")}
@@ -58,6 +59,33 @@ class SweepRow:
     cached_ratio: float | None  # h_N / s_full
     saved_activation_bytes: int | None  # frozen run
     grad_and_state_bytes: int | None  # frozen run
+    step_ratio_low: float | None = None  # bootstrap 95% CI of frozen / full
+    step_ratio_high: float | None = None
+    steps: int | None = None  # the fewer measured steps of the frozen and the full run
+    noise: str = ""  # NOISE_MARK: the CI overlaps the shallower depth's, FEW_STEPS: too few steps
+
+
+NOISE_MARK = "~"
+FEW_STEPS = f"n<{MIN_SAMPLES}"
+
+
+def _ci(row: SweepRow) -> Interval | None:
+    if row.step_ratio_low is None or row.step_ratio_high is None or row.step_ratio is None:
+        return None
+    return Interval(row.step_ratio_low, row.step_ratio, row.step_ratio_high, row.steps or 0)
+
+
+def mark_noise(rows: list[SweepRow]) -> None:
+    """Each depth against the one before it (depth 0: the full run, ratio 1 exactly): ``~`` when
+    their frozen/full CIs overlap, so the difference between them is inside the noise."""
+    for prev, row in zip(rows, rows[1:]):
+        ci, before = _ci(row), _ci(prev)
+        if ci is None or before is None:
+            continue
+        if ci.n < MIN_SAMPLES:
+            row.noise = FEW_STEPS
+        elif ci.overlaps(before):
+            row.noise = NOISE_MARK
 
 
 @dataclass
@@ -79,12 +107,21 @@ def _grad_and_state(run: Run | None) -> int | None:
     return None if run is None else run.units_total("grad_bytes") + run.units_total("optimizer_state_bytes")
 
 
+def _ci_fields(ci: Interval | None) -> dict[str, Any]:
+    if ci is None:
+        return {}
+    finite = ci.finite
+    return {"step_ratio_low": ci.low if finite else None, "step_ratio_high": ci.high if finite else None,
+            "steps": ci.n}
+
+
 def build_sweep_report(sweep: Sweep) -> SweepReport:
     n_units = len(sweep.units)
     s_full = sweep.full.step_ms.median
     t_total = sum(u.fwd_ms.median + u.bwd_ms.median for u in sweep.full.units)
     rows = [SweepRow(0, n_units, 1.0, 1.0, s_full, 1.0, 0.0, 1.0, None, None, None,
-                     _saved(sweep.full), _grad_and_state(sweep.full))]
+                     _saved(sweep.full), _grad_and_state(sweep.full), 1.0, 1.0,
+                     len(sweep.full.step_ms.samples))]
     for point in sweep.points:
         rep = build_report(sweep.document_at(point), ReportOptions(models=1))
         f, c = rep.frozen, rep.cached
@@ -99,7 +136,9 @@ def build_sweep_report(sweep: Sweep) -> SweepReport:
             cached_ratio=c.step_ratio if c else None,
             saved_activation_bytes=_saved(frozen),
             grad_and_state_bytes=_grad_and_state(frozen),
+            **_ci_fields(f.step_ratio_ci if f else None),
         ))
+    mark_noise(rows)
     meta = sweep.meta.to_dict()
     source = {k: meta[k] for k in ("arch", "model", "device", "device_name", "batch_size",
                                    "input_shape", "precision", "optimizer") if meta.get(k) not in (None, [])}
@@ -108,19 +147,27 @@ def build_sweep_report(sweep: Sweep) -> SweepReport:
 
 # -- renderers --------------------------------------------------------------------
 
-COLUMNS = ("N", "train", "paper\n(L−N)/L", "Σt\ntail", "frozen\nms", "frozen\n/full", "est.",
-           "h_N\nms", "h_N\n/full", "saved\nact.", "grad+\nstate")
+COLUMNS = ("N", "train", "paper\n(L−N)/L", "Σt\ntail", "frozen\nms", "frozen\n/full", "95% CI", "noise",
+           "est.", "h_N\nms", "h_N\n/full", "saved\nact.", "grad+\nstate")
 LEGEND = ("Σt tail = Σ_(i>N) t_i / Σ t_i (the paper's counting with measured t_i); est. = (every "
           "forward + backward of units N+1..L + phases) / full step, from the full run; h_N = "
-          "cached-features step (--runs cached or all)")
+          "cached-features step (--runs cached or all); 95% CI of frozen/full by bootstrap over the "
+          f"measured steps; {NOISE_MARK} = its CI overlaps the depth above's (depth 0: 1), so the "
+          f"difference is inside the noise; {FEW_STEPS} = fewer than {MIN_SAMPLES} steps")
 FLAT_COLUMNS = tuple(c.replace("\n", " ") for c in COLUMNS)
 
 
 def _cells(r: SweepRow) -> list[str]:
     return [str(r.freeze), str(r.trainable_units), fmt_ratio(r.paper_ratio), fmt_ratio(r.tail_share),
-            fmt_num(r.step_ms), fmt_ratio(r.step_ratio), fmt_ratio(r.predicted_ratio),
+            fmt_num(r.step_ms), fmt_ratio(r.step_ratio), _ci_cell(r), r.noise, fmt_ratio(r.predicted_ratio),
             fmt_num(r.cached_step_ms), fmt_ratio(r.cached_ratio),
             fmt_bytes(r.saved_activation_bytes), fmt_bytes(r.grad_and_state_bytes)]
+
+
+def _ci_cell(r: SweepRow) -> str:
+    if r.freeze == 0 or r.step_ratio_low is None or r.step_ratio_high is None:
+        return "-"
+    return f"[{r.step_ratio_low:.3f}, {r.step_ratio_high:.3f}]"
 
 
 def _title(rep: SweepReport) -> str:

@@ -18,6 +18,7 @@ from tlprof.reports.builder import (
     UnitRow,
 )
 from tlprof.reports.provenance import settings_text
+from tlprof.reports.uncertainty import Interval
 
 ROW_TITLES = {
     "paper_uniform": "paper, uniform t̄",
@@ -177,7 +178,7 @@ def cached_lines(report: Report) -> list[tuple[str, str]]:
     lines = [
         ("F_N: no-grad forward of units 1..N, per batch", f"{fmt_num(c.features_ms)} ms"),
         ("h_N: training step of units N+1..L on cached features", f"{fmt_num(c.step_ms)} ms"),
-        ("h_N / full step", fmt_ratio(c.step_ratio)),
+        ("h_N / full step", fmt_ratio(c.step_ratio) + fmt_ci(c.step_ratio_ci)),
     ]
     if c.frozen_step_ratio is not None:
         lines.append(("h_N / frozen step", fmt_ratio(c.frozen_step_ratio)))
@@ -193,11 +194,20 @@ class TextTable:
     rows: list[list[str]]
 
 
+def fmt_ci(ci: Interval | None, fmt: Callable[[float], str] = fmt_ratio) -> str:
+    """`` [0.41, 0.44], 95% CI, n = 10/10`` after a figure; the counts alone without a finite CI."""
+    if ci is None:
+        return ""
+    if not ci.finite:
+        return f" (no CI, {ci.counts()})"
+    return f" {ci.bounds(fmt)}, {ci.level:.0%} CI, {ci.counts()}"
+
+
 def frozen_sentence(f: FrozenSummary, strong: Callable[[str], str] = str) -> str:
     return (
         f"Frozen/full step: {fmt_num(f.frozen_step_ms)} / {fmt_num(f.full_step_ms)} ms = "
-        f"{strong(fmt_ratio(f.step_ratio))} (paper: {fmt_ratio(f.paper_ratio)}; forward-all + "
-        f"backward-tail estimate from the full run: {fmt_ratio(f.predicted_ratio)})."
+        f"{strong(fmt_ratio(f.step_ratio))}{fmt_ci(f.step_ratio_ci)} (paper: {fmt_ratio(f.paper_ratio)}; "
+        f"forward-all + backward-tail estimate from the full run: {fmt_ratio(f.predicted_ratio)})."
     )
 
 

@@ -1,6 +1,7 @@
 """A hand-written run document (``tlprof.run/1``) whose report figures are known exactly.
 
-Six units, N = 4 frozen. Full run: f = [1,1,1,2,2,3], b = [0,1,2,2,3,6], so
+Six units, N = 4 frozen, five measured steps (``STEPS``: enough for a verdict, reports/uncertainty.py);
+each unit's samples are the same every step. Full run: f = [1,1,1,2,2,3], b = [0,1,2,2,3,6], so
 t = [1,2,3,4,5,9] (Σ 24, mean 4); phases add 4 ms; the step's median is 28.
 Frozen run: f' = [.5,.5,.5,1.5,2,3], b' = [0,0,0,0,2,6], phases 2 ms, step 18.
 Cached run: F_N = 3 ms, h_N = 10 ms. The expected numbers are worked out in
@@ -25,6 +26,7 @@ FULL_BWD = [0.0, 1.0, 2.0, 2.0, 3.0, 6.0]
 FROZEN_FWD = [0.5, 0.5, 0.5, 1.5, 2.0, 3.0]
 FROZEN_BWD = [0.0, 0.0, 0.0, 0.0, 2.0, 6.0]
 N_FROZEN = 4
+STEPS = 5
 
 
 def stats(*samples: float) -> dict[str, Any]:
@@ -43,7 +45,8 @@ def run(mode: str, freeze: int, fwd: list[float], bwd: list[float], step: list[f
         "step_ms": stats(*step),
         "phases": {f"{k}_ms": stats(v) for k, v in phases.items()},
         "units": [
-            {"index": i + 1, "fwd_ms": stats(f), "bwd_ms": stats(b), "saved_bytes": 100 * (i + 1),
+            {"index": i + 1, "fwd_ms": stats(*[f] * STEPS), "bwd_ms": stats(*[b] * STEPS),
+             "saved_bytes": 100 * (i + 1),
              "param_bytes": 10 * (i + 1),
              # the memory totals spread evenly over the trainable units
              "grad_bytes": _share(memory, "grad_bytes_units_total", i, freeze, len(fwd)),
@@ -60,17 +63,17 @@ def hand_document(cached: bool = True) -> dict[str, Any]:
     doc = {
         "schema": "tlprof.run/1",
         "meta": {"arch": "handmade", "device": "cpu", "device_name": "test CPU", "batch_size": 2,
-                 "input_shape": [3, 8, 8], "precision": "fp32", "optimizer": "sgd", "steps": 3,
+                 "input_shape": [3, 8, 8], "precision": "fp32", "optimizer": "sgd", "steps": STEPS,
                  "warmup": 1, "freeze": N_FROZEN},
         "units": [{"index": i + 1, "name": n, "stage": s, "block": b, "modules": [n], "params": 1,
                    "trainable": i >= N_FROZEN} for i, (n, s, b) in enumerate(UNITS)],
         "runs": {
-            "full": run("full", 0, FULL_FWD, FULL_BWD, [27.0, 28.0, 29.0],
+            "full": run("full", 0, FULL_FWD, FULL_BWD, [26.5, 27.0, 28.0, 29.0, 29.5],
                         {"zero_grad": 0.5, "loss_fwd": 0.5, "loss_bwd": 0.5, "optimizer": 2.0,
                          "other": 0.5},
                         {"saved_bytes_total": 1000, "grad_bytes_units_total": 600,
                          "optimizer_state_bytes_units_total": 600}),
-            "frozen": run("frozen", N_FROZEN, FROZEN_FWD, FROZEN_BWD, [18.0, 18.0, 18.0],
+            "frozen": run("frozen", N_FROZEN, FROZEN_FWD, FROZEN_BWD, [18.0] * STEPS,
                           {"zero_grad": 0.25, "loss_fwd": 0.5, "loss_bwd": 0.5, "optimizer": 0.75,
                            "other": 0.0},
                           {"saved_bytes_total": 200, "grad_bytes_units_total": 100,
@@ -78,7 +81,8 @@ def hand_document(cached: bool = True) -> dict[str, Any]:
         },
     }
     if cached:
-        c = run("cached", N_FROZEN, [0.0] * 4 + [2.0, 3.0], [0.0] * 4 + [2.0, 2.0], [9.0, 10.0, 11.0],
+        c = run("cached", N_FROZEN, [0.0] * 4 + [2.0, 3.0], [0.0] * 4 + [2.0, 2.0],
+                [9.0, 9.5, 10.0, 10.5, 11.0],
                 {"zero_grad": 0.25, "loss_fwd": 0.25, "loss_bwd": 0.25, "optimizer": 0.5, "other": 0.25},
                 {"saved_bytes_total": 200})
         c["features_ms"] = stats(2.5, 3.0, 3.5)
@@ -91,7 +95,7 @@ def uniform_document() -> dict[str, Any]:
     doc = copy.deepcopy(hand_document(cached=False))
     full, frozen = doc["runs"]["full"], doc["runs"]["frozen"]
     for u in full["units"]:
-        u["fwd_ms"], u["bwd_ms"] = stats(1.0), stats(1.0)
-    full["step_ms"] = stats(12.0)
-    frozen["step_ms"] = stats(4.0)  # 12 · 2/6
+        u["fwd_ms"], u["bwd_ms"] = stats(*[1.0] * STEPS), stats(*[1.0] * STEPS)
+    full["step_ms"] = stats(*[12.0] * STEPS)
+    frozen["step_ms"] = stats(*[4.0] * STEPS)  # 12 · 2/6
     return doc

@@ -75,21 +75,34 @@ def test_report_of_a_v1_run_keeps_its_figures(name, capsys):
     new = _report_json(DATA / f"{name}.json", capsys)
     for key in ("n_units", "freeze", "full_step_ms", "t_ms", "units", "blocks", "stages", "uniformity",
                 "frozen", "cached"):
-        assert new[key] == old[key], key
-    assert new["claims"][0] == old["claims"][0]
-    assert [(c["verdict"], c["numbers"]) for c in new["claims"][:2]] == \
-        [(c["verdict"], c["numbers"]) for c in old["claims"][:2]]
+        assert _kept(new[key], old[key]), key
+    for claim, before in zip(new["claims"][:2], old["claims"][:2]):
+        assert _kept(claim["numbers"], before["numbers"]), claim["id"]
+        # issue #12: the v1 runs measured 3 steps, too few for a verdict (MIN_SAMPLES = 5)
+        if before["verdict"] != "not measured":
+            assert claim["verdict"] == "not enough evidence" and "n = 3" in claim["reason"], claim["id"]
+        else:
+            assert claim["verdict"] == "not measured"
+
+
+def _kept(new, old) -> bool:
+    """Every figure of ``old`` unchanged in ``new`` (which may add fields: issue #12's intervals)."""
+    if isinstance(old, dict):
+        return isinstance(new, dict) and all(k in new and _kept(new[k], v) for k, v in old.items())
+    if isinstance(old, list):
+        return isinstance(new, list) and len(new) == len(old) and all(map(_kept, new, old))
+    return new == old
 
 
 def test_sweep_and_compare_of_v1_documents_keep_their_figures(capsys):
     old = _load_json(EXPECTED / "report_sweep_v1.json")
     assert isinstance(read_document(DATA / "sweep_v1.json"), Sweep)
-    assert _report_json(DATA / "sweep_v1.json", capsys)["rows"] == old["rows"]
+    assert _kept(_report_json(DATA / "sweep_v1.json", capsys)["rows"], old["rows"])
     argv = ["compare", str(DATA / "run_v1.json"), str(DATA / "run_v1_freeze2.json"), "--format", "json"]
     assert main(argv) == 0
     new = json.loads(capsys.readouterr().out)
     old = _load_json(EXPECTED / "compare_v1.json")
-    assert new["runs"] == old["runs"] and set(old["notes"]) <= set(new["notes"])
+    assert _kept(new["runs"], old["runs"]) and set(old["notes"]) <= set(new["notes"])
     assert {"setting": "freeze", "a": "3", "b": "2"} in new["differences"]
 
 

@@ -11,7 +11,14 @@ from report_models import staged
 
 from tlprof import ProfileConfig, TlprofError, profile_model
 from tlprof.document import RunDocument
-from tlprof.reports.builder import HOLDS, NOT_MEASURED, REFUTED, ReportOptions, build_report
+from tlprof.reports.builder import (
+    HOLDS,
+    NOT_ENOUGH,
+    NOT_MEASURED,
+    REFUTED,
+    ReportOptions,
+    build_report,
+)
 
 approx = pytest.approx
 
@@ -203,11 +210,118 @@ def test_without_a_frozen_run():
     assert r.freeze == 4  # from the meta
 
 
+def test_claim_4_needs_a_frozen_run():
+    """A full-only run has only the paper's own counting: claim 4 is not measured, not "holds"."""
+    for doc in (uniform_document(), hand_document(cached=False)):
+        del doc["runs"]["frozen"]
+        claim = {c.id: c for c in report(doc).claims}["three_models"]
+        assert claim.verdict == NOT_MEASURED and "needs a frozen run" in claim.evidence
+
+
+# -- uncertainty: a verdict needs enough steps and a CI clear of the band (issue #12) -------
+
+
+def _steps(doc, run, samples):
+    doc["runs"][run]["step_ms"]["samples"] = list(samples)
+    doc["runs"][run]["overhead"]["plain_step_ms"]["samples"] = list(samples)
+
+
+def _units_samples(doc, run, n):
+    for u in doc["runs"][run]["units"]:
+        for key in ("fwd_ms", "bwd_ms"):
+            u[key]["samples"] = u[key]["samples"][:n]
+
+
+def test_one_sample_gives_no_verdict():
+    doc = hand_document()
+    for run in ("full", "frozen", "cached"):
+        _steps(doc, run, doc["runs"][run]["step_ms"]["samples"][2:3])
+        _units_samples(doc, run, 1)
+    claims = {c.id: c for c in report(doc).claims}
+    for cid in ("uniform_t", "per_model_cost", "three_models"):
+        assert claims[cid].verdict == NOT_ENOUGH, cid
+        assert "n = 1" in claims[cid].reason and "at least 5" in claims[cid].reason, cid
+        assert "not enough evidence: " in claims[cid].evidence
+    assert claims["per_model_cost"].numbers["step_ratio"] == approx(18 / 28)  # the figure is still shown
+
+
+def test_nan_data_gives_no_verdict():
+    doc = hand_document()
+    _steps(doc, "full", [0.0] * 5)  # frozen/full = 18 / 0
+    claims = {c.id: c for c in report(doc).claims}
+    assert claims["per_model_cost"].verdict == NOT_ENOUGH
+    assert claims["three_models"].verdict == NOT_ENOUGH
+    assert not claims["per_model_cost"].ci.finite
+    json.dumps(report(doc).to_dict(), allow_nan=False)
+
+
+def test_a_ci_straddling_the_band_is_not_enough_evidence():
+    """Median frozen/full = 10/28 = 0.357, inside 0.333 ± 25%, but the steps spread over 0.21–0.5."""
+    doc = hand_document()
+    _steps(doc, "frozen", [6.0, 8.0, 10.0, 12.0, 14.0])
+    claim = {c.id: c for c in report(doc).claims}["per_model_cost"]
+    assert claim.numbers["step_ratio"] == approx(10 / 28)
+    assert claim.verdict == NOT_ENOUGH
+    assert claim.ci.low < 0.25 and claim.ci.high > 0.417
+    assert "straddles the band [0.25, 0.417]" in claim.reason
+
+
+def test_tight_steps_inside_the_band_hold_and_outside_refute():
+    doc = uniform_document()
+    _steps(doc, "full", [11.9, 12.0, 12.1, 12.0, 11.95, 12.05])
+    _steps(doc, "frozen", [3.95, 4.0, 4.05, 4.0, 4.02])
+    claim = {c.id: c for c in report(doc).claims}["per_model_cost"]
+    assert claim.verdict == HOLDS and claim.ci.within(0.25, 0.417)
+    hand = {c.id: c for c in report().claims}["per_model_cost"]
+    assert hand.verdict == REFUTED and hand.ci.low > 0.417  # 18 / [26.5 .. 29.5]
+    assert "frozen/full step = 0.643 [0.610, 0.679] (95% CI, n = 5/5)" in hand.evidence
+
+
+def test_uniformity_verdict_uses_the_spread_over_steps():
+    doc = uniform_document()
+    # unit 1's t swings between 1 and 4 ms from step to step: its median is 2, as uniform as the rest
+    doc["runs"]["full"]["units"][0]["fwd_ms"]["samples"] = [0.0, 0.5, 1.0, 2.0, 3.0]
+    claim = {c.id: c for c in report(doc).claims}["uniform_t"]
+    assert claim.numbers["cv"] == approx(0.0)
+    assert claim.verdict == NOT_ENOUGH and "the CV of t_i's 95% CI [0, 0.319] straddles" in claim.reason
+    assert {c.id: c for c in report(uniform_document()).claims}["uniform_t"].verdict == HOLDS
+
+
+def test_every_ratio_a_verdict_uses_has_its_ci():
+    r = report()
+    assert r.frozen.step_ratio_ci.contains(18 / 28) and r.frozen.step_ratio_ci.n == 5
+    assert r.cached.step_ratio_ci.contains(10 / 28)
+    assert set(r.overhead) == {"full", "frozen", "cached"} and r.overhead["full"].contains(1.0)
+    claims = {c.id: c for c in r.claims}
+    assert claims["logarithmic_growth"].ci.value == approx(18)  # the marginal cost per model
+    assert claims["three_models"].ci.value == approx((1 + 2 * 18 / 28) / (1 + 2 * 2 / 6))
+    d = r.to_dict()
+    assert d["frozen"]["step_ratio_ci"]["n_a"] == 5 and d["claims"][1]["ci"]["value"] == approx(18 / 28)
+
+
+def test_a_noisy_step_is_said_in_words():
+    doc = hand_document()
+    _steps(doc, "frozen", [40.0, 60.0, 141.69, 300.0, 400.0])
+    notes = report(doc).notes
+    assert ("frozen step: IQR 240.0 ms is 169% of its median 141.7 ms: the figure is unreliable; "
+            "more --steps or a quieter machine") in notes
+    assert not any(n.startswith("full step") for n in notes)
+
+
+def test_too_few_steps_are_noted():
+    doc = hand_document()
+    _steps(doc, "frozen", [18.0])
+    notes = report(doc).notes
+    assert any(n.startswith("frozen run: 1 measured step(s); a verdict needs at least 5") for n in notes)
+    assert not any(n.startswith("full run: ") for n in report().notes)
+
+
 def test_notes_name_noise_and_profiler_overhead():
     doc = hand_document()
     doc["runs"]["cached"]["overhead"]["plain_step_ms"] = {"samples": [8.0]}  # 10 / 8 = 1.25
     notes = report(doc).notes
-    assert any(n.startswith("cached run: instrumented/plain step = 1.25") for n in notes)
+    assert any(n.startswith("cached run: instrumented/plain step = 1.25 [1.12, 1.38], 95% CI, n = 5/1")
+               for n in notes)
     assert not any(n.startswith(("full run", "frozen run")) for n in notes)
     assert any("measured on a CPU" in n for n in notes)
 

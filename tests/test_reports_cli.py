@@ -208,7 +208,7 @@ def test_headers_give_every_setting_and_compare_lists_what_differs(tmp_path, cap
         paths.append(tmp_path / f"{name}.json")
         paths[-1].write_text(json.dumps(doc))
     rc, out, _ = run_cli(capsys, "report", paths[1], "--format", "markdown")
-    for text in ("optimizer adam", "channels-last yes", "steps 3 measured + 1 warm-up", "threads 2",
+    for text in ("optimizer adam", "channels-last yes", "steps 5 measured + 1 warm-up", "threads 2",
                  "torch 2.14.1", "tlprof 0.1.0", "batch 2", "input 3×8×8", "precision fp32"):
         assert text in out, text
     rc, out, _ = run_cli(capsys, "compare", *paths, "--format", "json")

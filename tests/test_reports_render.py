@@ -158,6 +158,39 @@ def test_every_format_renders_without_a_frozen_run(fmt):
     assert text.strip()
 
 
+def _few_noisy_steps() -> dict:
+    """One measured step in the frozen run, a noisy cached step: notes and "not enough evidence"."""
+    doc = hand_document()
+    doc["runs"]["frozen"]["step_ms"]["samples"] = [18.0]
+    doc["runs"]["cached"]["step_ms"]["samples"] = [4.0, 6.0, 10.0, 20.0, 40.0]
+    return doc
+
+
+def test_profile_view_prints_the_reports_notes():
+    from tlprof.reports.profile_view import profile_view
+
+    doc = RunDocument.from_dict(_few_noisy_steps())
+    notes = build_report(doc).notes
+    assert any("1 measured step(s)" in n for n in notes) and any("unreliable" in n for n in notes)
+    text = plain(profile_view(doc), width=1000)
+    for note in notes:
+        assert f"note: {note}" in text
+    assert "not enough evidence" in text
+    assert "frozen/full step time: 0.643 [0.610, 0.679], 95% CI, n = 1/5" in text  # the full run's spread
+    assert "instrumented / plain" in text and "1.000 [0.92, 1.09]" in text  # the full run's overhead
+
+
+@pytest.mark.parametrize("fmt", ["rich", "markdown", "html"])
+def test_every_format_shows_not_enough_evidence_and_the_ci(fmt):
+    text = render(build_report(RunDocument.from_dict(_few_noisy_steps()), ReportOptions()), fmt)
+    assert "not enough evidence" in text
+    assert "0.357 [0.143, 1.429], 95% CI, n = 5/5" in text  # h_N / full step: 4..40 ms over 26.5..29.5
+    if fmt == "html":
+        assert 'class="not-enough"' in text
+    full = render(build(), fmt).replace("<b>", "").replace("</b>", "").replace("**", "")
+    assert "0.643 [0.610, 0.679], 95% CI, n = 5/5" in full
+
+
 def test_html_shows_the_kernels_and_roofline_when_measured():
     data = Path(__file__).parent / "data"
     html = render(build_report(RunDocument.load(data / "run_v1.json")), "html")
