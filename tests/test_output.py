@@ -49,8 +49,8 @@ def test_profile_off_a_terminal_prints_a_line_per_run_and_notes_on_stderr(tmp_pa
     out, err = capsys.readouterr()
     lines = err.splitlines()
     per_run = 0 + 1 + 2 + 1  # no warm-up, the memory step, a plain and a timed step, a re-warm step
-    assert any(line.startswith(f"tlprof: full run: {per_run} steps in ") for line in lines), err
-    assert any(line.startswith(f"tlprof: frozen run: {per_run} steps in ") for line in lines), err
+    assert any(line.startswith(f"tlprof: full run: {per_run} steps, done ") for line in lines), err
+    assert any(line.startswith(f"tlprof: frozen run: {per_run} steps, done ") for line in lines), err
     assert f"profile written to {path}" in err and "written to" not in out
 
 
