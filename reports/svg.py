@@ -76,7 +76,7 @@ def _legend(series: Sequence[Series]) -> list[str]:
     return out
 
 
-LABEL_ROOM = 150  # px under a bar chart for its rotated bar labels
+LABEL_ROOM = 150  # px under a bar chart for its rotated bar labels, at most
 
 
 def stacked_totals(stacks: Sequence[Series]) -> list[float]:
@@ -90,8 +90,10 @@ def stacked_bars(title: str, labels: Sequence[str], stacks: Sequence[Series], y_
     y_max = y_max or nice_max(max(stacked_totals(stacks), default=0.0))
     plot_w, plot_h = WIDTH - MARGIN_L - MARGIN_R, HEIGHT - MARGIN_T - MARGIN_B
     step = plot_w / max(len(labels), 1)
-    out = _frame(title, y_label, y_max, x_label, below=LABEL_ROOM)
     size = max(6, min(11, int(step * 0.9)))
+    longest = max((len(label) for label in labels), default=0)
+    below = min(LABEL_ROOM, int(0.5 * size * longest * 0.87))  # the rotated labels' height
+    out = _frame(title, y_label, y_max, x_label, below=below)
     for i, label in enumerate(labels):
         cx, cy = MARGIN_L + (i + 0.5) * step, MARGIN_T + plot_h + 6
         out.append(f'<text x="{cx:.1f}" y="{cy:.1f}" font-size="{size}" text-anchor="end" '
@@ -226,7 +228,7 @@ def roofline(report: Report) -> str | None:
     points = [r for r in k.rows if r.intensity and r.achieved_tflops]
     if not points:
         return None
-    _, peak = k.ceilings.peak_tflops(k.precision or "fp32")
+    ceiling, peak = k.ceilings.peak_tflops(k.precision or "fp32")
     bw_tflops = k.ceilings.copy_gbps * 1e9 / 1e12  # TFLOP/s per FLOP/byte under the memory roof
     x_lo = 10 ** math.floor(math.log10(min(r.intensity for r in points)))
     x_hi = 10 ** math.ceil(math.log10(max(max(r.intensity for r in points), peak / bw_tflops) * 1.01))
@@ -234,7 +236,7 @@ def roofline(report: Report) -> str | None:
     y_hi = 10 ** math.ceil(math.log10(peak * 1.01))
     plot_w, plot_h = WIDTH - MARGIN_L - MARGIN_R, HEIGHT - MARGIN_T - MARGIN_B
     sx, sy = _log_scale(x_lo, x_hi, plot_w, False), _log_scale(y_lo, y_hi, plot_h, True)
-    title = (f"Roofline ({k.precision or 'fp32'} peak {peak:.3g} TFLOP/s, "
+    title = (f"Roofline ({ceiling} matmul peak {peak:.3g} TFLOP/s, "
              f"copy {k.ceilings.copy_gbps:.0f} GB/s)")
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '

@@ -195,7 +195,7 @@ def test_html_shows_the_kernels_and_roofline_when_measured():
     data = Path(__file__).parent / "data"
     html = render(build_report(RunDocument.load(data / "run_v1.json")), "html")
     assert "<h2>Below the layer: FLOPs, bytes and the roofline (--kernels)</h2>" in html
-    assert "<title>Roofline (fp32 peak" in html and html.count("<circle") >= 12
+    assert "<title>Roofline (fp32 matmul peak" in html and html.count("<circle") >= 12
     assert "stage1.1.conv2" in html.split("Below the layer")[1]
     plain_html = render(build_report(RunDocument.load(data / "run_v1_freeze2.json")), "html")
     assert "Below the layer" not in plain_html and "Roofline" not in plain_html
