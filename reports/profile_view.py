@@ -112,9 +112,16 @@ def summary_table(profile: RunDocument) -> Table:
     row("saved activations", lambda r: fmt_bytes(r.memory.saved_bytes_total))
     row("grad + optimizer state", lambda r: fmt_bytes(
         r.units_total("grad_bytes") + r.units_total("optimizer_state_bytes")))
+    if any(_weight_copies(r) for r in runs):
+        row("autocast weight copies", lambda r: fmt_bytes(_weight_copies(r)))
     row("peak allocated", lambda r: fmt_bytes(
         r.memory.allocator.peak_allocated_bytes if r.memory.allocator else None))
     return table
+
+
+def _weight_copies(run: Run) -> int:
+    """Autocast's lower-precision copies of the weights, saved for backward: memory, not activations."""
+    return run.units_total("weight_cast_bytes") + sum(run.memory.weight_cast_other_bytes.values())
 
 
 def ratio_line(profile: RunDocument) -> Text | None:

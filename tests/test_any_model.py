@@ -105,3 +105,19 @@ def test_a_bf16_classifier_saves_its_input_not_a_copy_of_its_weight():
     fc = run.units[-1]
     assert fc.saved_bytes < 512 * 1000  # as resnet18's fc was: 2 × its parameter count + 48
     assert run.units[-1].weight_cast_bytes == 512 * 1000 * 2
+
+
+def test_the_profile_view_shows_autocast_weight_copies_apart():
+    from rich.console import Console
+
+    from tlprof.reports.profile_view import summary_table
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    cfg = ProfileConfig(batch_size=2, input_shape=(8,), device="cpu", steps=1, warmup=0, precision="bf16")
+    doc = profile_model(model, cfg)
+    console = Console(width=200, record=True, color_system=None)
+    console.print(summary_table(doc))
+    line = next(x for x in console.export_text().splitlines() if "autocast weight copies" in x)
+    # the second layer's bf16 weight is saved to give the first layer's input its gradient; the first
+    # layer's is not needed (its input needs no gradient)
+    assert doc.runs["full"].units_total("weight_cast_bytes") == 64 * 10 * 2 and "1.2K" in line
