@@ -81,6 +81,7 @@ class Profiler:
         self.name = name  # the run's name in step notifications ("full", "frozen")
         self._step_listeners = [x for x in self.listeners if hasattr(x, "on_step_begin")]
         self._hook_optimizer = hook_optimizer and optimizer is not None
+        self._plain_timer = PlainTimer(self.clock)
         self._instrumenter = Instrumenter(model, self.units, self.clock, self.listeners)
         # Host stamps beside CUDA events tell a launch-bound step (tlprof.launch); on the CPU the
         # mark clock is the host clock already.
@@ -140,10 +141,12 @@ class Profiler:
         self._handles = []
 
     def begin(self, phase: str) -> None:
-        """Mark the start of a named phase (zero_grad, loss_fwd, loss_bwd, optimizer, other)."""
-        check_phase(phase)
-        if self._timer is not None:
-            self._timer.begin(phase)
+        """Mark the start of a named phase (zero_grad, loss_fwd, loss_bwd, optimizer, other); an
+        unknown name is refused at once, inside a step or not."""
+        if self._timer is None:
+            check_phase(phase)
+        else:
+            self._timer.begin(phase)  # which checks it
 
     def rewarm(self, steps: int = 1) -> None:
         """Drop the next ``steps`` steps (instrumented, not kept), e.g. after other work ran
@@ -186,14 +189,15 @@ class Profiler:
 
     def _keep_wall(self, kind: str, start: int) -> None:
         """The step's wall-to-wall time, read last: everything the profiler did for it is inside."""
-        kept = {"plain": self.plain_wall_ms, "timed": self.step_wall_ms}.get(kind)
-        if kept is not None:
-            kept.append((self.wall() - start) / 1e6)
+        if kind == "plain":
+            self.plain_wall_ms.append((self.wall() - start) / 1e6)
+        elif kind == "timed":
+            self.step_wall_ms.append((self.wall() - start) / 1e6)
 
     # -- the three kinds of step ---------------------------------------------
 
     def _plain_step(self) -> Iterator[Profiler]:
-        timer = PlainTimer(self.clock)
+        timer = self._plain_timer
         self._timer = timer
         try:
             timer.begin_step()

@@ -19,7 +19,7 @@ from torch import nn
 from torch.autograd import Variable
 
 from .clock import Clock
-from .marks import END, OTHER, Label, StepSample, attribute, check_phase
+from .marks import END, OTHER, Label, StepSample, attribute
 from .units import Unit
 
 
@@ -86,7 +86,7 @@ class StepResult:
     host_times: list[float] = field(default_factory=list)  # host stamps beside them (host_stamps on)
 
 
-LOSS_FWD = Label("phase", "loss_fwd")
+LOSS_FWD = Label.phase("loss_fwd")
 
 
 @contextmanager
@@ -139,12 +139,20 @@ class Instrumenter:
             if not self.active:
                 return
             tensor = first_tensor(args)
-            producer = self._producer(tensor)
+            if not self._needs_grad_hook(tensor):
+                self.mark(label)
+                return
+            producer = self._producer(tensor)  # before the mark: it makes this unit the current one
             self.mark(label)
-            if torch.is_grad_enabled():
-                self._hook_gradient(tensor, producer)
+            self._hook_gradient(tensor, producer)
 
         return hook
+
+    def _needs_grad_hook(self, tensor: torch.Tensor | None) -> bool:
+        """Whether a backward mark is to be hooked on ``tensor``: it will get a gradient, and no
+        other consumer hooked it already (one mark is enough)."""
+        return (tensor is not None and tensor.requires_grad and torch.is_grad_enabled()
+                and id(tensor) not in self._hooked)
 
     def _unit_post_hook(self, index: int):
         """Remembers which unit made a tensor, for a consumer that does not run right after it
@@ -156,8 +164,9 @@ class Instrumenter:
             if out is not None:
                 self._made[id(out)] = label
                 self._alive[id(out)] = out
-                if out.grad_fn is not None:
-                    self._made_fn[out.grad_fn] = label
+                node = out.grad_fn
+                if node is not None:
+                    self._made_fn[node] = label
 
         return hook
 
@@ -169,9 +178,10 @@ class Instrumenter:
             return self.current
         if self._alive.get(id(tensor)) is tensor:
             return self._made[id(tensor)]
-        if tensor.grad_fn is None or not self._made_fn:
+        node = tensor.grad_fn
+        if node is None or not self._made_fn:
             return self.current
-        return self._upstream_unit(tensor.grad_fn) or self.current
+        return self._upstream_unit(node) or self.current
 
     def _upstream_unit(self, start: Any, budget: int = 256) -> Label | None:
         best: Label | None = None
@@ -191,14 +201,11 @@ class Instrumenter:
                     stack.append(nxt)
         return best
 
-    def _hook_gradient(self, tensor: torch.Tensor | None, producer: Label) -> None:
-        """When the gradient of ``tensor`` is ready, the backward of its producer begins."""
-        if tensor is None or not tensor.requires_grad:
-            return
-        if id(tensor) in self._hooked:
-            return  # a second consumer of the same tensor: one mark is enough
+    def _hook_gradient(self, tensor: torch.Tensor, producer: Label, ends_backward: bool = False) -> None:
+        """When the gradient of ``tensor`` is ready, the backward of its producer begins (callers
+        check ``_needs_grad_hook`` first)."""
         self._hooked[id(tensor)] = tensor
-        tensor.register_hook(self._grad_hook(_backward_of(producer)))
+        tensor.register_hook(self._grad_hook(_backward_of(producer), ends_backward))
 
     def _grad_hook(self, opens: Label, ends_backward: bool = False):
         """Built once per label and kept: the timed step only registers it."""
@@ -219,15 +226,14 @@ class Instrumenter:
     def _output_hook(self, _module: nn.Module, _args: tuple, output: Any) -> None:
         if not self.active:
             return
-        outputs = list(all_tensors(output))
-        producers = [self._producer(out) for out in outputs]
-        self.mark(LOSS_FWD)
         # Every output that needs grad: only those the loss uses get a gradient, and the first
         # one ready begins its own producer's backward.
-        for out, producer in zip(outputs, producers):
-            if torch.is_grad_enabled() and out.requires_grad and id(out) not in self._hooked:
-                self._hooked[id(out)] = out
-                out.register_hook(self._grad_hook(_backward_of(producer), ends_backward=True))
+        hooked = [(out, self._producer(out)) for out in all_tensors(output)
+                  if self._needs_grad_hook(out)]
+        self.mark(LOSS_FWD)
+        for out, producer in hooked:
+            if id(out) not in self._hooked:  # the same tensor returned twice
+                self._hook_gradient(out, producer, ends_backward=True)
 
     def _backward_done(self) -> None:
         if self.active:
@@ -286,8 +292,7 @@ class Instrumenter:
                 self._hooked = {}
 
     def begin(self, phase: str) -> None:
-        check_phase(phase)
-        self.mark(Label("phase", phase))
+        self.mark(Label.phase(phase))
 
     def start(self) -> None:
         """Switch on and stamp the first mark (a captured graph's step: ``step()`` reads out too)."""
@@ -332,7 +337,7 @@ class PlainTimer:
         self._start = self.clock.stamp()
 
     def begin(self, phase: str) -> None:
-        check_phase(phase)
+        Label.phase(phase)  # a typo fails here as in an instrumented step
 
     def end_step(self) -> float:
         end = self.clock.stamp()

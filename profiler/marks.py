@@ -36,8 +36,11 @@ class Label(NamedTuple):
 
     @classmethod
     def phase(cls, name: str) -> Label:
-        check_phase(name)
-        return cls("phase", name)
+        """The phase's label, one object per phase; an unknown name is refused."""
+        label = PHASE_LABELS.get(name)
+        if label is None:
+            raise TlprofError(f"unknown phase {name!r}; the phases are {', '.join(PHASES)}")
+        return label
 
     @property
     def is_unit(self) -> bool:
@@ -64,13 +67,13 @@ class Label(NamedTuple):
         return cls.phase(text)
 
 
+PHASE_LABELS = {p: Label("phase", p) for p in PHASES}
 END = Label("end", "")
-OTHER = Label("phase", "other")
+OTHER = PHASE_LABELS["other"]
 
 
 def check_phase(name: str) -> None:
-    if name not in PHASES:
-        raise TlprofError(f"unknown phase {name!r}; the phases are {', '.join(PHASES)}")
+    Label.phase(name)
 
 
 @dataclass
