@@ -581,14 +581,22 @@ class Run:
     graph: GraphSection | None = None
 
     @property
+    def walled(self) -> bool:
+        """Whether the run has wall-to-wall samples of its plain and instrumented steps."""
+        return bool(self.step_wall_ms.samples and self.plain_wall_ms.samples)
+
+    @property
+    def overhead_samples(self) -> tuple[Stats, Stats]:
+        """(instrumented, plain) steps, both wall-to-wall (what a user feels); documents without
+        wall-to-wall samples fall back to the marked step and the plain step."""
+        if self.walled:
+            return self.step_wall_ms, self.plain_wall_ms
+        return self.step_ms, self.plain_step_ms
+
+    @property
     def overhead_ratio(self) -> float:
-        """Instrumented / plain step, both wall-to-wall (what a user feels); documents without
-        wall-to-wall samples fall back to the marked step over the plain step."""
-        if self.step_wall_ms.samples and self.plain_wall_ms.samples:
-            step, plain = self.step_wall_ms.median, self.plain_wall_ms.median
-        else:
-            step, plain = self.step_ms.median, self.plain_step_ms.median
-        return step / plain if plain > 0 else float("nan")
+        step, plain = self.overhead_samples
+        return step.median / plain.median if plain.median > 0 else float("nan")
 
     def phase_ms(self, *names: str) -> float:
         """Sum of the named phases' medians."""

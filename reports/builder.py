@@ -1050,12 +1050,7 @@ def _warnings(profile: RunDocument) -> list[ReportWarning]:
 def overhead_cis(profile: RunDocument) -> dict[str, Interval]:
     """Per run, instrumented / plain step with its bootstrap CI (NaN where no plain step was measured):
     wall-to-wall where the run has those samples (docs/design.md §3), as ``Run.overhead_ratio``."""
-    out = {}
-    for name, run in profile.runs.items():
-        walled = bool(run.step_wall_ms.samples and run.plain_wall_ms.samples)
-        step, plain = (run.step_wall_ms, run.plain_wall_ms) if walled else (run.step_ms, run.plain_step_ms)
-        out[name] = ratio_ci(step.samples, plain.samples)
-    return out
+    return {name: ratio_ci(*(s.samples for s in run.overhead_samples)) for name, run in profile.runs.items()}
 
 
 def _noise_notes(profile: RunDocument) -> list[str]:
@@ -1077,12 +1072,10 @@ def _notes(profile: RunDocument, full: Run, frozen: Run | None, overhead: dict[s
     notes = _noise_notes(profile)
     for name, run in profile.runs.items():
         if run.overhead_ratio > OVERHEAD_NOTE:
-            walled = bool(run.step_wall_ms.samples and run.plain_wall_ms.samples)
-            plain, step = ((run.plain_wall_ms, run.step_wall_ms) if walled
-                           else (run.plain_step_ms, run.step_ms))
+            step, plain = run.overhead_samples
             ci = overhead[name]
             notes.append(f"{name} run: instrumented/plain step = {ci.text(lambda x: f'{x:.2f}')}"
-                         f"{' (wall-to-wall)' if walled else ''}, so its figures carry the profiler's "
+                         f"{' (wall-to-wall)' if run.walled else ''}, so its figures carry the profiler's "
                          f"hooks (plain step {plain.median:.3g} ms vs {step.median:.3g} ms)")
     notes += _launch_notes(profile, frozen)
     notes += _contention_notes(profile)

@@ -85,9 +85,7 @@ def _stat(s: Stats) -> str:
 
 def _overhead(run: Run) -> str:
     """instrumented / plain with its 95% CI, e.g. ``1.020 [1.01, 1.03]``."""
-    walled = bool(run.step_wall_ms.samples and run.plain_wall_ms.samples)
-    step, plain = (run.step_wall_ms, run.plain_wall_ms) if walled else (run.step_ms, run.plain_step_ms)
-    ci = ratio_ci(step.samples, plain.samples)
+    ci = ratio_ci(*(s.samples for s in run.overhead_samples))
     bounds = ci.bounds(lambda x: f"{x:.2f}") if ci.finite else ""
     return f"{run.overhead_ratio:.3f} {bounds}".rstrip()
 
