@@ -49,11 +49,23 @@ def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k in names}
 
 
+class Record:
+    """A plain record: its JSON is its fields; keys it does not know are ignored when read (a
+    newer writer's). Records with nested records override ``from_dict``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        return cls(**_known(cls, d))
+
+
 # -- the profile's setting and its units -------------------------------------------------
 
 
 @dataclass
-class BackendFlags:
+class BackendFlags(Record):
     """The flags that decided fp32 arithmetic while the profile ran (``--precision default`` leaves
     them as PyTorch or the caller had them)."""
 
@@ -62,13 +74,9 @@ class BackendFlags:
     cudnn_benchmark: bool | None = None
     float32_matmul_precision: str | None = None  # torch.get_float32_matmul_precision()
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BackendFlags:
-        return cls(**_known(cls, d))
-
 
 @dataclass
-class Meta:
+class Meta(Record):
     """How the profile was made. ``user`` holds what a caller added that tlprof does not know."""
 
     arch: str | None = None  # a torchvision architecture
@@ -109,8 +117,6 @@ class Meta:
     def label(self) -> str:
         return self.arch or self.model or "model"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Meta:
@@ -123,7 +129,7 @@ class Meta:
 
 
 @dataclass
-class UnitInfo:
+class UnitInfo(Record):
     """One counted layer: its weight module, what it owns, where it sits, whether it trains."""
 
     index: int  # 1-based, execution order
@@ -134,19 +140,12 @@ class UnitInfo:
     params: int = 0
     trainable: bool = True
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> UnitInfo:
-        return cls(**_known(cls, d))
-
 
 # -- per unit ----------------------------------------------------------------------------
 
 
 @dataclass
-class UnitKernels:
+class UnitKernels(Record):
     """What ``--kernels`` measured for one unit (see docs/kernels.md)."""
 
     flops_fwd: int = 0  # matmul and convolution (torch.utils.flop_counter)
@@ -165,13 +164,6 @@ class UnitKernels:
     kernel_agreement: float | None = None  # kernel sum / measured time
     kernels_fwd: list[dict[str, Any]] = field(default_factory=list)  # top kernels: name, count, total_ms
     kernels_bwd: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> UnitKernels:
-        return cls(**_known(cls, d))
 
 
 @dataclass
@@ -301,7 +293,7 @@ class CacheSection:
 
 
 @dataclass
-class Ceilings:
+class Ceilings(Record):
     """Measured device ceilings: matmul rate per precision and copy bandwidth (tlprof ceilings)."""
 
     device: str
@@ -314,12 +306,6 @@ class Ceilings:
     samples_ms: dict[str, list[float]] = field(default_factory=dict)  # every timed run
     matmul_sizes: dict[str, int] = field(default_factory=dict)  # precision -> n of its product
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Ceilings:
-        return cls(**_known(cls, d))
 
     def peak_tflops(self, precision: str) -> tuple[str, float]:
         """The ceiling a run of ``precision`` is held to (fp32 where its own is not measured)."""
@@ -333,7 +319,7 @@ class Ceilings:
 
 
 @dataclass
-class KernelsSection:
+class KernelsSection(Record):
     """What ``--kernels`` measured for the run as a whole."""
 
     source: str | None = None  # "cuda kernels" | "cpu ops"
@@ -349,8 +335,6 @@ class KernelsSection:
     profiled_step_units_ms: float | None = None
     kernel_agreement_profiled_step: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> KernelsSection:
@@ -361,7 +345,7 @@ class KernelsSection:
 
 
 @dataclass
-class EnergySection:
+class EnergySection(Record):
     """NVML's total-energy counter over plain steps of the run."""
 
     energy_per_step_j: float | None = None
@@ -375,13 +359,6 @@ class EnergySection:
     source: str = "nvml_total_energy_counter"
     step_kind: str = "plain (no hooks)"
     unit_energy: str = ""  # how the per-unit estimate is made
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EnergySection:
-        return cls(**_known(cls, d))
 
 
 # -- data parallelism (DDP) ----------------------------------------------------------------
@@ -531,7 +508,7 @@ class LaunchSection:
 
 
 @dataclass
-class GraphSection:
+class GraphSection(Record):
     """A run measured as a captured CUDA graph (``--graph``, tlprof.graph)."""
 
     pool_bytes: int  # reserved by the captures: the graphs' private memory pools
@@ -539,13 +516,6 @@ class GraphSection:
     replays: int  # instrumented replays (as many plain ones in turn)
     marks: int  # external timing events inside the instrumented graph
     clock: str = "cuda_event_external"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GraphSection:
-        return cls(**_known(cls, d))
 
 
 SECTIONS: dict[str, Any] = {"cache": CacheSection, "kernels": KernelsSection, "energy": EnergySection,
