@@ -163,16 +163,15 @@ class _Turns:
     _opened: list[Profiler] = field(default_factory=list)
 
     def measure(self) -> dict[str, Run]:
-        opened: list[Profiler] = []
+        self._opened = []
         try:
-            return self._measure(opened)
+            return self._measure()
         finally:
-            for prof in opened:
+            for prof in self._opened:
                 prof.close()  # the model keeps no hook, also when a run fails
 
-    def _measure(self, opened: list[Profiler]) -> dict[str, Run]:
+    def _measure(self) -> dict[str, Run]:
         placed = ModelState.capture(self.model)
-        self._opened = opened
         if self.wrap is None:
             started = {name: self._start(name, placed) for name in self.cfg.runs}
             self._blocks(started)
