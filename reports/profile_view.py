@@ -25,9 +25,11 @@ from tlprof.reports.rich_view import (
     notes_section,
     warnings_section,
 )
-from tlprof.reports.text import fmt_bytes, fmt_ci, renumber
+from tlprof.reports.text import fmt_bytes, fmt_ci, section_titles
 from tlprof.reports.uncertainty import ratio_ci
 from tlprof.stats import Stats
+
+PROFILE_SECTIONS = ("cost", "distributed", "claims")  # what tlprof profile shows of the report, numbered
 
 
 def fmt_ms(s: Stats) -> str:
@@ -148,18 +150,9 @@ def report_sections(profile: RunDocument) -> list[RenderableType]:
         report = build_report(profile, ReportOptions(models=3))
     except TlprofError as exc:
         return [Text(f"no report: {exc}", style="dim")]
-    numbered = [cost_section(report), claims_section(report)]
-    for n, section in enumerate(numbered, 1):  # numbered as shown here, not as in the full report
-        _renumber(section, n)
-    return [numbered[0], distributed_section(report), numbered[1], notes_section(report),
-            warnings_section(report)]
-
-
-def _renumber(section: RenderableType, n: int) -> None:
-    """Retitle a section's table (the section itself, or the first part of its group)."""
-    table = section.renderables[0] if isinstance(section, Group) and section.renderables else section
-    if isinstance(table, Table) and isinstance(table.title, str):
-        table.title = renumber(table.title, n)
+    titles = section_titles(report, shown=PROFILE_SECTIONS)  # numbered as shown here
+    return [cost_section(report, titles=titles), distributed_section(report, titles),
+            claims_section(report, titles), notes_section(report), warnings_section(report)]
 
 
 def profile_view(profile: RunDocument) -> RenderableType:

@@ -96,13 +96,13 @@ def _text_table(t) -> Table:  # a TextTable
     return table
 
 
-def distributed_section(report: Report) -> RenderableType:
+def distributed_section(report: Report, titles: dict[str, str] | None = None) -> RenderableType:
     d = report.distributed
     if d is None:
         return Group()
     tables = [_text_table(t) for t in distributed_tables(d, UNIT_SPREAD_ROWS)]
     lines = "\n".join([*d.verdicts, *padding_lines(d)])
-    return Group(Text(section_titles(report)["distributed"], style="bold"), *tables, Text(lines))
+    return Group(Text((titles or section_titles(report))["distributed"], style="bold"), *tables, Text(lines))
 
 
 def cached_section(report: Report) -> RenderableType:
@@ -111,7 +111,7 @@ def cached_section(report: Report) -> RenderableType:
     return _pairs(section_titles(report)["cached"], cached_lines(report))
 
 
-def cost_section(report: Report, limit: int = 6) -> Group:
+def cost_section(report: Report, limit: int = 6, titles: dict[str, str] | None = None) -> Group:
     cm = report.cost_model
     ks = shown_ks(cm.k, limit)
     idx = [cm.k.index(k) for k in ks]
@@ -123,7 +123,7 @@ def cost_section(report: Report, limit: int = 6) -> Group:
                      fmt_num(row.per_model_transfer), ""])
         rows.append(["", "ratio", *(fmt_ratio(row.ratio[i]) for i in idx), "",
                      fmt_ratio(row.limit_ratio)])
-    table = _table(section_titles(report)["cost"])
+    table = _table((titles or section_titles(report))["cost"])
     headers = ["row", "", *(f"k={k}" for k in ks), PER_LATER_MODEL.replace(" model", "\nmodel"), "k→∞"]
     for i, header in enumerate(headers):
         widest = max(len(r[i]) for r in rows)
@@ -139,8 +139,8 @@ def example_section(report: Report) -> RenderableType:
     return Group() if table is None else _text_table(table)
 
 
-def claims_section(report: Report) -> Table:
-    table = _table(section_titles(report)["claims"], show_lines=False)
+def claims_section(report: Report, titles: dict[str, str] | None = None) -> Table:
+    table = _table((titles or section_titles(report))["claims"], show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("the paper says")
     table.add_column("verdict", no_wrap=True)

@@ -87,29 +87,32 @@ def settings_line(report: Report) -> str:
     return "settings: " + settings_text(report.source)
 
 
-def section_titles(report: Report) -> dict[str, str]:
+REPORT_SECTIONS = ("units", "frozen", "cost", "distributed", "claims")  # numbered, in the order shown
+
+
+def section_titles(report: Report, shown: tuple[str, ...] = REPORT_SECTIONS) -> dict[str, str]:
+    """Every section's title; the ``shown`` ones that the report has are numbered in their order,
+    so a view with fewer sections (``tlprof profile``) numbers its own from 1."""
     g = report.options.granularity
-    return {
-        "units": f"1. Empirical t per {g} (full run, ms per step; * = IQR > 10% of median)",
+    titles = {
+        "units": f"Empirical t per {g} (full run, ms per step; * = IQR > 10% of median)",
         "uniformity": "Uniformity of t_i",
-        "frozen": f"2. The frozen run (N = {report.freeze}), measured directly",
+        "frozen": f"The frozen run (N = {report.freeze}), measured directly",
         "cached": "The cached-features run",
-        "cost": f"3. Cost model, {cost_unit_text(report.cost_model)}",
-        "claims": "4. The paper's claims",
+        "cost": f"Cost model, {cost_unit_text(report.cost_model)}",
+        "claims": "The paper's claims",
         "distributed": _distributed_title(report.distributed),
     }
-
-
-def renumber(title: str, n: int) -> str:
-    """``3. Cost model…`` as section ``n`` of a view that shows fewer sections than the report."""
-    head, dot, rest = title.partition(". ")
-    return f"{n}. {rest}" if dot and head.isdigit() else title
+    present = [k for k in shown if k != "distributed" or report.distributed is not None]
+    for n, key in enumerate(present, 1):
+        titles[key] = f"{n}. {titles[key]}"
+    return titles
 
 
 def _distributed_title(d: DistributedSummary | None) -> str:
     if d is None:
         return "Data parallelism"
-    return f"5. Data parallelism: {d.world_size} ranks, {d.backend}"
+    return f"Data parallelism: {d.world_size} ranks, {d.backend}"
 
 
 def cost_unit_text(cm: CostModel) -> str:

@@ -199,3 +199,20 @@ def test_html_shows_the_kernels_and_roofline_when_measured():
     assert "stage1.1.conv2" in html.split("Below the layer")[1]
     plain_html = render(build_report(RunDocument.load(data / "run_v1_freeze2.json")), "html")
     assert "Below the layer" not in plain_html and "Roofline" not in plain_html
+
+
+def test_sections_are_numbered_in_the_order_each_view_shows_them():
+    from types import SimpleNamespace
+
+    from tlprof.reports.profile_view import PROFILE_SECTIONS
+    from tlprof.reports.text import section_titles
+
+    report = build()
+    full = section_titles(report)
+    assert [full[k][:2] for k in ("units", "frozen", "cost", "claims")] == ["1.", "2.", "3.", "4."]
+    report.distributed = SimpleNamespace(world_size=2, backend="gloo")
+    full = section_titles(report)
+    assert full["distributed"].startswith("4. Data parallelism: 2 ranks") and full["claims"][:2] == "5."
+    shown = section_titles(report, shown=PROFILE_SECTIONS)
+    assert [shown[k][:2] for k in ("cost", "distributed", "claims")] == ["1.", "2.", "3."]
+    assert not shown["units"][0].isdigit()
