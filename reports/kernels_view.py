@@ -17,6 +17,7 @@ from rich.text import Text
 
 from tlprof.document import Ceilings, Run, RunDocument, UnitKernels, UnitRun, finite
 from tlprof.errors import TlprofError
+from tlprof.reports.kernel_rows import KernelRow, pass_rows
 from tlprof.reports.markdown import md_table
 from tlprof.reports.text import fmt_bytes
 
@@ -63,25 +64,18 @@ def _kernels(u: UnitRun) -> UnitKernels:
     return u.kernels or UnitKernels()
 
 
-def _has_backward(u: UnitRun) -> bool:
-    k = _kernels(u)
-    return bool(k.flops_bwd or k.flops_other_bwd or k.kernel_bwd_ms or u.bwd_ms.median > 0)
-
-
-def _pass_row(u: UnitRun, p: str) -> list[str]:
-    k = _kernels(u)
-    roof = (k.roofline or {}).get(p)
-    ms = (u.fwd_ms if p == "fwd" else u.bwd_ms).median
+def _pass_cells(r: KernelRow) -> list[str]:
+    """A pass's figures as the terminal and Markdown show them."""
     return [
-        p,
-        fmt_si(getattr(k, f"flops_{p}")),
-        fmt_si(getattr(k, f"flops_other_{p}")),
-        fmt_bytes(getattr(k, f"bytes_{p}")),
-        _num(getattr(k, f"intensity_{p}"), ".0f"),
-        _num(roof and roof["achieved_tflops"], ".3g"),
-        f"{roof['pct_of_roof']:.0f}% {roof['bound'][:3]}" if roof else "-",
-        f"{ms:.2f}",
-        _num(getattr(k, f"kernel_{p}_ms"), ".2f"),
+        r.direction,
+        fmt_si(r.flops),
+        fmt_si(r.flops_other),
+        fmt_bytes(r.bytes),
+        _num(r.intensity, ".0f"),
+        _num(r.achieved_tflops, ".3g"),
+        f"{r.pct_of_roof:.0f}% {r.bound[:3]}" if r.pct_of_roof is not None else "-",
+        f"{r.measured_ms:.2f}",
+        _num(r.kernel_ms, ".2f"),
     ]
 
 
@@ -108,10 +102,10 @@ def run_table(profile: RunDocument, name: str, run: Run) -> Table:
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("agree", justify="right")
     for unit, u in zip(profile.units, run.units):
-        table.add_row(str(u.index), unit.name, *_pass_row(u, "fwd"),
-                      _num(_kernels(u).kernel_agreement, ".2f"))
-        if _has_backward(u):
-            table.add_row("", "", *_pass_row(u, "bwd"), "")
+        fwd, *bwd = pass_rows(name, u.index, unit.name, u)
+        table.add_row(str(u.index), unit.name, *_pass_cells(fwd), _num(fwd.agreement, ".2f"))
+        for row in bwd:
+            table.add_row("", "", *_pass_cells(row), "")
     return table
 
 
@@ -211,29 +205,19 @@ ROW_FIELDS = ("run", "index", "unit", "pass", "flops", "flops_other", "bytes", "
               "roof_tflops", "pct_of_roof", "bound", "ms", "kernel_ms", "agreement")
 
 
-def pass_record(run: str, index: int, unit: str, u: UnitRun, p: str) -> dict[str, Any]:
-    """One unit's pass, full precision (None where not measured)."""
-    k = _kernels(u)
-    roof = (k.roofline or {}).get(p) or {}
+def pass_record(r: KernelRow) -> dict[str, Any]:
+    """One unit's pass, full precision (None where not measured), under the data formats' names."""
     return {
-        "run": run, "index": index, "unit": unit, "pass": p,
-        "flops": getattr(k, f"flops_{p}"), "flops_other": getattr(k, f"flops_other_{p}"),
-        "bytes": getattr(k, f"bytes_{p}"),
-        "intensity": getattr(k, f"intensity_{p}"), "achieved_tflops": roof.get("achieved_tflops"),
-        "roof_tflops": roof.get("roof_tflops"), "pct_of_roof": roof.get("pct_of_roof"),
-        "bound": roof.get("bound"), "ms": (u.fwd_ms if p == "fwd" else u.bwd_ms).median,
-        "kernel_ms": getattr(k, f"kernel_{p}_ms"),
-        "agreement": k.kernel_agreement if p == "fwd" else None,
+        "run": r.run, "index": r.index, "unit": r.name, "pass": r.direction, "flops": r.flops,
+        "flops_other": r.flops_other, "bytes": r.bytes, "intensity": r.intensity,
+        "achieved_tflops": r.achieved_tflops, "roof_tflops": r.roof_tflops, "pct_of_roof": r.pct_of_roof,
+        "bound": r.bound, "ms": r.measured_ms, "kernel_ms": r.kernel_ms, "agreement": r.agreement,
     }
 
 
 def pass_records(profile: RunDocument, name: str, run: Run) -> list[dict[str, Any]]:
-    rows = []
-    for unit, u in zip(profile.units, run.units):
-        rows.append(pass_record(name, u.index, unit.name, u, "fwd"))
-        if _has_backward(u):
-            rows.append(pass_record(name, u.index, unit.name, u, "bwd"))
-    return rows
+    return [pass_record(r) for unit, u in zip(profile.units, run.units)
+            for r in pass_rows(name, u.index, unit.name, u)]
 
 
 def kernels_csv(profile: RunDocument, runs: list[str] | None = None) -> str:
@@ -268,14 +252,9 @@ def kernels_json(profile: RunDocument, top: int = 3, runs: list[str] | None = No
     return json.dumps(finite(out), indent=1, ensure_ascii=False) + "\n"
 
 
-def _md_cells(row: dict[str, Any]) -> list[str]:
-    pct = row["pct_of_roof"]
-    return [str(row["index"]) if row["pass"] == "fwd" else "", row["unit"] if row["pass"] == "fwd" else "",
-            row["pass"], fmt_si(row["flops"]), fmt_si(row["flops_other"]), fmt_bytes(row["bytes"]),
-            _num(row["intensity"], ".0f"),
-            _num(row["achieved_tflops"], ".3g"),
-            f"{pct:.0f}% {row['bound'][:3]}" if pct is not None else "-",
-            f"{row['ms']:.2f}", _num(row["kernel_ms"], ".2f"), _num(row["agreement"], ".2f")]
+def _md_cells(r: KernelRow) -> list[str]:
+    first = r.direction == "fwd"
+    return [str(r.index) if first else "", r.name if first else "", *_pass_cells(r), _num(r.agreement, ".2f")]
 
 
 def kernels_markdown(profile: RunDocument, top: int = 3, runs: list[str] | None = None) -> str:
@@ -293,7 +272,8 @@ def kernels_markdown(profile: RunDocument, top: int = 3, runs: list[str] | None 
     for name in chosen:
         run = profile.runs[name]
         parts += [f"## {name} run per unit",
-                  md_table(header, [_md_cells(r) for r in pass_records(profile, name, run)],
+                  md_table(header, [_md_cells(r) for unit, u in zip(profile.units, run.units)
+                                    for r in pass_rows(name, u.index, unit.name, u)],
                            right=set(header) - {"unit", ""})]
         if top > 0:
             kern_rows = [[str(u.index), unit.name, p, "; ".join(
