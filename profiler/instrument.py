@@ -289,7 +289,7 @@ class Instrumenter:
                 result.host_times = self.last_host_times if self.host_stamps else []
             finally:
                 self.active = False
-                self._hooked = {}
+                self._forget()
 
     def begin(self, phase: str) -> None:
         self.mark(Label.phase(phase))
@@ -298,12 +298,17 @@ class Instrumenter:
         """Switch on and stamp the first mark (a captured graph's step: ``step()`` reads out too)."""
         self._begin_step()
 
+    def _forget(self) -> None:
+        """Drop the step's tensors and autograd nodes (held so ids stay unique within the step)."""
+        self._hooked.clear()
+        self._made.clear()
+        self._made_fn.clear()
+        self._alive.clear()
+
     def _begin_step(self) -> None:
         self.marks = []
         self.host_marks = []
-        self._hooked = {}
-        self._made = {}
-        self._made_fn = {}
+        self._forget()
         self._end_queued = False
         self.active = True
         self.mark(OTHER)
@@ -311,10 +316,6 @@ class Instrumenter:
     def _end_step(self) -> StepSample:
         self.mark(END)
         self.active = False
-        self._hooked = {}
-        self._made = {}
-        self._made_fn = {}
-        self._alive = weakref.WeakValueDictionary()
         self.clock.sync()
         first = self.marks[0][1]
         times = [(label, self.clock.elapsed_ms(first, stamp)) for label, stamp in self.marks]
