@@ -6,6 +6,9 @@ wall-to-wall from outside (synchronized on CUDA); medians over rounds:
   bare          the training step alone
   plain, timed  tlprof's plain and instrumented steps (one Profiler, in turn)
   graph_plain, graph_timed   --graph replays (CUDA only)
+  floor         the hook machinery alone, no tlprof: a forward pre-hook per unit that stamps the
+                host clock and hooks a stamp on its input's autograd node (what any per-layer
+                forward+backward timing by hooks pays; on CUDA it records no events)
   torch_prof    torch.profiler (CPU + CUDA activities) around the steps
   torch_prof_rf the same with a record_function per unit forward
 
@@ -87,6 +90,30 @@ def tlprof_steps(ctx: RunContext, steps: int, sync) -> dict[str, list[float]]:
     return out
 
 
+def floor(ctx: RunContext, steps: int, sync) -> dict[str, list[float]]:
+    stamps: list[int] = []
+
+    def on_grad(_grad: object) -> None:
+        stamps.append(time.perf_counter_ns())
+
+    def pre(_module: nn.Module, args: tuple) -> None:
+        stamps.append(time.perf_counter_ns())
+        node = args[0].grad_fn if args and isinstance(args[0], torch.Tensor) else None
+        if node is not None:
+            node.register_prehook(on_grad)
+
+    handles = [u.module.register_forward_pre_hook(pre) for u in ctx.units]
+    try:
+        ms = []
+        for _ in range(steps):
+            ms.append(timed(sync, ctx.train_step))
+            stamps.clear()
+        return {"floor": ms}
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def torch_prof(ctx: RunContext, steps: int, sync, per_unit: bool) -> dict[str, list[float]]:
     from torch.profiler import ProfilerActivity, profile, record_function
 
@@ -144,6 +171,7 @@ def main() -> None:
     modes: list[Callable[[], dict[str, list[float]]]] = [
         lambda: bare(ctx, args.steps, sync),
         lambda: tlprof_steps(ctx, args.steps, sync),
+        lambda: floor(ctx, args.steps, sync),
         lambda: torch_prof(ctx, args.steps, sync, per_unit=False),
         lambda: torch_prof(ctx, args.steps, sync, per_unit=True),
     ]
@@ -169,10 +197,13 @@ def report(args: argparse.Namespace, med: dict[str, float], rounds: dict[str, li
     base = med["bare"]
     print(f"{args.model} on {args.device}, {args.precision}{' channels-last' if args.channels_last else ''}, "
           f"batch {args.batch_size}, {args.rounds} rounds x {args.steps} steps (median ms, x bare)")
-    for key in ("bare", "plain", "timed", "graph_plain", "graph_timed", "torch_prof", "torch_prof_rf"):
+    keys = ("bare", "plain", "timed", "floor", "graph_plain", "graph_timed", "torch_prof", "torch_prof_rf")
+    for key in keys:
         if key in med:
             print(f"  {key:14s} {med[key]:9.3f} ms  {med[key] / base:6.3f}x")
     felt = med["timed"] / med["plain"]
+    print(f"  tlprof instrumented/bare {med['timed'] / base:.4f}; "
+          f"the hook floor/bare {med['floor'] / base:.4f}")
     print(f"  tlprof instrumented/plain: felt outside {felt:.4f}, reported {med['reported']:.4f} "
           f"(per round: {', '.join(f'{x:.4f}' for x in rounds['reported'])})")
     if "graph_timed" in med:

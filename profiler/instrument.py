@@ -1,4 +1,4 @@
-"""Hooks that stamp marks: forward pre-hooks, tensor hooks for backward (docs/design.md §3).
+"""Hooks that stamp marks: forward pre-hooks, autograd-node pre-hooks for backward (docs/design.md §3).
 
 ``Instrumenter`` is the one engine behind both the step runner and the
 context manager around a user's own loop. Hooks are built by small factories
@@ -8,7 +8,7 @@ and removed in ``finally`` by whoever installs them.
 from __future__ import annotations
 
 import time
-import weakref
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -87,6 +87,7 @@ class StepResult:
 
 
 LOSS_FWD = Label.phase("loss_fwd")
+_next_sequence_nr = torch.autograd._get_sequence_nr  # the number the next autograd node made here gets
 
 
 @contextmanager
@@ -110,13 +111,13 @@ class Instrumenter:
         self.last_times: list[tuple[Label, float]] = []  # the last step's marks, ms from its start
         self.current: Label = OTHER
         self.active = False
-        self._hooked: dict[int, torch.Tensor] = {}  # held so ids stay unique
-        self._grad_hooks: dict[tuple[Label, bool], Any] = {}
-        self._made: dict[int, Label] = {}  # id of a unit's weight module output -> its unit
-        self._made_fn: dict[Any, Label] = {}  # autograd node of such an output -> its unit
-        self._alive: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
+        self._hooked: dict[int, Any] = {}  # nodes and leaves hooked this step, held so ids stay unique
+        self._grad_hooks: dict[bool, dict[Label, Any]] = {False: {}, True: {}}  # by ends_backward, producer
+        self._span_seqs: list[int] = []  # see _open
+        self._span_labels: list[Label] = []
         self._end_queued = False
         self._handles: list[Any] = []  # the installed forward hooks (see install)
+        self._entries: list[tuple[dict[int, Any], int, Any]] = []  # (hook dict, key, hook) of each
         self.host_marks: list[int] = []  # perf_counter_ns beside each mark, when host_stamps
         self.host_stamps = False
         self.host_ns = time.perf_counter_ns  # the host clock beside the mark clock
@@ -132,95 +133,75 @@ class Instrumenter:
         for listener in self.listeners:
             listener.on_mark(label)
 
+    def _open(self, label: Label) -> None:
+        """A mark on the forward's thread: autograd nodes made from here to the next such mark are
+        owned by ``label`` (their sequence numbers, which that thread hands out in order)."""
+        self._span_seqs.append(_next_sequence_nr())
+        self._span_labels.append(label)
+        self.mark(label)
+
     def _unit_pre_hook(self, index: int):
         label = Label.fwd(index)
 
         def hook(_module: nn.Module, args: tuple) -> None:
             if not self.active:
                 return
-            tensor = first_tensor(args)
-            if not self._needs_grad_hook(tensor):
-                self.mark(label)
+            tensor = args[0] if args and type(args[0]) is torch.Tensor else first_tensor(args)
+            target = self._hook_target(tensor)
+            if target is None:
+                self._open(label)
                 return
-            producer = self._producer(tensor)  # before the mark: it makes this unit the current one
-            self.mark(label)
-            self._hook_gradient(tensor, producer)
+            producer = self._producer(tensor)  # before the mark: a leaf's is what runs until it
+            self._open(label)
+            self._hook_gradient(target, producer)
 
         return hook
 
-    def _needs_grad_hook(self, tensor: torch.Tensor | None) -> bool:
-        """Whether a backward mark is to be hooked on ``tensor``: it will get a gradient, and no
-        other consumer hooked it already (one mark is enough)."""
-        return (tensor is not None and tensor.requires_grad and torch.is_grad_enabled()
-                and id(tensor) not in self._hooked)
+    def _hook_target(self, tensor: torch.Tensor | None) -> Any:
+        """Where a backward mark is to be hooked for ``tensor``: its autograd node (the tensor
+        itself for a leaf), when it will get a gradient and no other consumer hooked it already
+        (one mark is enough); else None."""
+        if tensor is None or not tensor.requires_grad or not torch.is_grad_enabled():
+            return None
+        target = tensor.grad_fn
+        if target is None:
+            target = tensor
+        return None if id(target) in self._hooked else target
 
-    def _unit_post_hook(self, index: int):
-        """Remembers which unit made a tensor, for a consumer that does not run right after it
-        (a second head, a model output other than the last unit's)."""
-        label = Label.fwd(index)
-
-        def hook(_module: nn.Module, _args: tuple, output: Any) -> None:
-            out = first_tensor(output) if self.active else None
-            if out is not None:
-                self._made[id(out)] = label
-                self._alive[id(out)] = out
-                node = out.grad_fn
-                if node is not None:
-                    self._made_fn[node] = label
-
-        return hook
-
-    def _producer(self, tensor: torch.Tensor | None) -> Label:
-        """The unit that made ``tensor``: the one whose weight module returned it, else the latest
-        unit upstream of it in the autograd graph (not a side branch that ran since, such as an
-        auxiliary head), else what runs."""
-        if tensor is None:
-            return self.current
-        if self._alive.get(id(tensor)) is tensor:
-            return self._made[id(tensor)]
+    def _producer(self, tensor: torch.Tensor) -> Label:
+        """What made ``tensor``: what ran on the forward's thread when its autograd node was made
+        (the unit that owns that op, docs/design.md §2-3), so its backward opens when the gradient
+        reaches the node. A leaf: what runs now."""
         node = tensor.grad_fn
-        if node is None or not self._made_fn:
+        if node is None:
             return self.current
-        return self._upstream_unit(node) or self.current
+        i = bisect_right(self._span_seqs, node._sequence_nr()) - 1
+        return self._span_labels[i] if i >= 0 else OTHER
 
-    def _upstream_unit(self, start: Any, budget: int = 256) -> Label | None:
-        best: Label | None = None
-        stack, seen = [start], {start}
-        while stack and budget:
-            node = stack.pop()
-            budget -= 1
-            label = self._made_fn.get(node)
-            if label is not None:
-                if label == self.current:
-                    return label
-                best = label if best is None or label[1] > best[1] else best
-                continue
-            for nxt, _ in node.next_functions:
-                if nxt is not None and nxt not in seen:
-                    seen.add(nxt)
-                    stack.append(nxt)
-        return best
+    def _hook_gradient(self, target: Any, producer: Label, ends_backward: bool = False) -> None:
+        """When the gradient reaches ``target`` (an autograd node, or a leaf tensor), the backward
+        of its producer begins (callers take ``target`` from ``_hook_target``). A node's pre-hook
+        fires when a tensor hook on its output would, and costs less to register."""
+        self._hooked[id(target)] = target
+        hook = self._grad_hooks[ends_backward].get(producer) or self._grad_hook(producer, ends_backward)
+        if isinstance(target, torch.Tensor):
+            target.register_hook(hook)
+        else:
+            target.register_prehook(hook)
 
-    def _hook_gradient(self, tensor: torch.Tensor, producer: Label, ends_backward: bool = False) -> None:
-        """When the gradient of ``tensor`` is ready, the backward of its producer begins (callers
-        check ``_needs_grad_hook`` first)."""
-        self._hooked[id(tensor)] = tensor
-        tensor.register_hook(self._grad_hook(_backward_of(producer), ends_backward))
+    def _grad_hook(self, producer: Label, ends_backward: bool):
+        """Built once per producer and kept: the timed step only registers it."""
+        opens = _backward_of(producer)
 
-    def _grad_hook(self, opens: Label, ends_backward: bool = False):
-        """Built once per label and kept: the timed step only registers it."""
-        hook = self._grad_hooks.get((opens, ends_backward))
-        if hook is None:
+        def hook(_grad: Any) -> None:
+            if self.active:
+                self.mark(opens)
+                if ends_backward and not self._end_queued:
+                    self._end_queued = True
+                    # Runs when the whole backward pass is done, on the autograd thread.
+                    Variable._execution_engine.queue_callback(self._backward_done)
 
-            def hook(_grad: torch.Tensor) -> None:
-                if self.active:
-                    self.mark(opens)
-                    if ends_backward and not self._end_queued:
-                        self._end_queued = True
-                        # Runs when the whole backward pass is done, on the autograd thread.
-                        Variable._execution_engine.queue_callback(self._backward_done)
-
-            self._grad_hooks[(opens, ends_backward)] = hook
+        self._grad_hooks[ends_backward][producer] = hook
         return hook
 
     def _output_hook(self, _module: nn.Module, _args: tuple, output: Any) -> None:
@@ -228,12 +209,12 @@ class Instrumenter:
             return
         # Every output that needs grad: only those the loss uses get a gradient, and the first
         # one ready begins its own producer's backward.
-        hooked = [(out, self._producer(out)) for out in all_tensors(output)
-                  if self._needs_grad_hook(out)]
-        self.mark(LOSS_FWD)
-        for out, producer in hooked:
-            if id(out) not in self._hooked:  # the same tensor returned twice
-                self._hook_gradient(out, producer, ends_backward=True)
+        hooked = [(target, self._producer(out)) for out in all_tensors(output)
+                  if (target := self._hook_target(out)) is not None]
+        self._open(LOSS_FWD)
+        for target, producer in hooked:
+            if id(target) not in self._hooked:  # the same tensor (or node) returned twice
+                self._hook_gradient(target, producer, ends_backward=True)
 
     def _backward_done(self) -> None:
         if self.active:
@@ -244,23 +225,36 @@ class Instrumenter:
         return bool(self._handles)
 
     def install(self) -> None:
-        """Register the forward hooks (once: a second call does nothing). They do nothing while
-        ``active`` is off, so a run may keep them from its first instrumented step to its end."""
+        """Register the forward hooks (once: a second call does nothing), detached: they sit in the
+        modules' hook dicts only during an instrumented step (``_attach``), so a run may keep them
+        from its first instrumented step to its end while its plain steps take the modules' plain
+        path (PyTorch dispatches any registered hook, even one that returns at once)."""
         if self._handles:
             return
         try:
             for u in self.units:
                 self._handles.append(u.module.register_forward_pre_hook(self._unit_pre_hook(u.index)))
-                self._handles.append(u.module.register_forward_hook(self._unit_post_hook(u.index)))
             self._handles.append(self.model.register_forward_hook(self._output_hook))
         except BaseException:
             self.remove()
             raise
+        self._entries = [(h.hooks_dict_ref(), h.id) for h in self._handles]
+        self._entries = [(d, key, d[key]) for d, key in self._entries]
+        self._detach()
+
+    def _attach(self) -> None:
+        for hooks, key, fn in self._entries:
+            hooks[key] = fn
+
+    def _detach(self) -> None:
+        for hooks, key, _ in self._entries:
+            hooks.pop(key, None)
 
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+        self._entries = []
 
     @contextmanager
     def installed(self) -> Iterator[Instrumenter]:
@@ -289,10 +283,11 @@ class Instrumenter:
                 result.host_times = self.last_host_times if self.host_stamps else []
             finally:
                 self.active = False
+                self._detach()
                 self._forget()
 
     def begin(self, phase: str) -> None:
-        self.mark(Label.phase(phase))
+        self._open(Label.phase(phase))
 
     def start(self) -> None:
         """Switch on and stamp the first mark (a captured graph's step: ``step()`` reads out too)."""
@@ -301,17 +296,17 @@ class Instrumenter:
     def _forget(self) -> None:
         """Drop the step's tensors and autograd nodes (held so ids stay unique within the step)."""
         self._hooked.clear()
-        self._made.clear()
-        self._made_fn.clear()
-        self._alive.clear()
+        self._span_seqs = []
+        self._span_labels = []
 
     def _begin_step(self) -> None:
         self.marks = []
         self.host_marks = []
         self._forget()
         self._end_queued = False
+        self._attach()
         self.active = True
-        self.mark(OTHER)
+        self._open(OTHER)
 
     def _end_step(self) -> StepSample:
         self.mark(END)

@@ -117,17 +117,28 @@ def test_outside_with_prof_each_step_installs_and_removes_its_hooks_and_pays_for
     assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules())
 
 
-def test_hooks_stay_switched_off_between_steps_and_leave_with_the_block():
+def _pre_hooks(model: torch.nn.Module) -> int:
+    return sum(len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_hooks_are_on_the_modules_only_during_instrumented_steps_and_leave_with_the_block():
     model = _model()
+    during = []
     with Profiler(model, example=torch.randn(1, 4), warmup=1) as prof:
+        units = len(prof.units)
         for _ in range(4):  # warm-up, memory, plain, instrumented
             with prof.step():
                 model(torch.randn(3, 4)).sum().backward()
-        hooked = [m for m in model.modules() if m._forward_pre_hooks]
+                during.append(_pre_hooks(model))
+        # Registered once for the run, but off the modules between steps: a plain step (and the
+        # user's own forward) takes PyTorch's no-hook path, as without the profiler.
+        assert during == [units, units, 0, units] and prof._instrumenter.is_installed
         marks = len(prof._instrumenter.marks)
-        model(torch.randn(3, 4)).sum().backward()  # between steps: the hooks do nothing
-        assert hooked and len(prof._instrumenter.marks) == marks and not prof._instrumenter.active
+        model(torch.randn(3, 4)).sum().backward()
+        assert _pre_hooks(model) == 0 and not model._forward_hooks
+        assert len(prof._instrumenter.marks) == marks and not prof._instrumenter.active
     assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules())
+    assert not prof._instrumenter.is_installed
 
 
 def test_a_failed_instrumented_step_takes_the_hooks_off_at_once():
@@ -137,9 +148,10 @@ def test_a_failed_instrumented_step_takes_the_hooks_off_at_once():
             model(torch.randn(3, 4))
             raise RuntimeError("planted")
         assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules())
+        assert not prof._instrumenter.is_installed
         with prof.step():  # the next (warm-up) step installs them again
             model(torch.randn(3, 4)).sum().backward()
-        assert any(m._forward_pre_hooks for m in model.modules())
+            assert _pre_hooks(model) == len(prof.units)
 
 
 def test_a_document_without_wall_samples_keeps_the_marked_ratio():
