@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,61 @@ def test_discovery_runs_in_training_mode_so_an_auxiliary_head_with_batchnorm_is_
                                                        steps=1, warmup=0, output="0"))
     assert [u.name for u in prof.units] == ["stem", "fc", "aux.0"]
     assert "aux.0 are not in the loss" in prof.runs["full"].warnings[0].text
+
+
+SPIN_MS = 6.0
+
+
+def _spin(ms: float) -> None:
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        pass
+
+
+class _SlowBoth(torch.autograd.Function):
+    """An op whose forward and backward each spin SPIN_MS."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        _spin(SPIN_MS)
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        _spin(SPIN_MS)
+        return grad
+
+
+class _SideBranch(torch.nn.Module):
+    """A trunk ``a → b`` with a side unit reading ``a``'s output; the slow op runs on the trunk
+    either before the side unit starts or after it (then, in time, it is the side unit's)."""
+
+    def __init__(self, slow_after_side: bool) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(8, 16)
+        self.side = torch.nn.Linear(16, 3)
+        self.b = torch.nn.Linear(16, 4)
+        self.slow_after_side = slow_after_side
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x))
+        if self.slow_after_side:
+            s = self.side(h)
+            y = _SlowBoth.apply(h)
+        else:
+            y = _SlowBoth.apply(h)
+            s = self.side(h)
+        return self.b(y) + s.mean(-1, keepdim=True)
+
+
+@pytest.mark.parametrize("slow_after_side, owner", [(False, "a"), (True, "side")])
+def test_an_op_backward_goes_to_the_unit_its_forward_went_to(slow_after_side, owner):
+    """The backward mark of a tensor opens the backward of the unit its autograd node was made
+    under (autograd sequence numbers), so an op's backward lands where its forward did."""
+    model = _SideBranch(slow_after_side)
+    units = _by_name(_run(model), model)
+    for name, run in units.items():
+        if name == owner:
+            assert run.fwd_ms.median > 0.8 * SPIN_MS and run.bwd_ms.median > 0.8 * SPIN_MS, name
+        else:
+            assert run.fwd_ms.median < 0.5 * SPIN_MS and run.bwd_ms.median < 0.5 * SPIN_MS, name
