@@ -10,8 +10,9 @@ the moment ``with prof.step()`` is entered to the moment it is left: all the
 profiler does for the step (hooks switched on and off, marks, synchronisation,
 read-out) is inside that figure, and the overhead ratio is the ratio of the two
 kinds' wall-to-wall medians (docs/design.md §3). Inside ``with prof:`` the
-unit hooks are installed at the first instrumented step and stay, switched off,
-until the block ends (or a step raises); outside it each step installs its own.
+unit hooks are registered at the first instrumented step and kept until the block
+ends (or a step raises), on the modules only during instrumented steps; outside
+it each step installs its own.
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ class Profiler:
         self.close()
 
     def suspend(self) -> None:
-        """The unit hooks off the model until this profiler's next instrumented step (another
-        run's turn: its steps must not pass through this run's idle hooks)."""
+        """The unit hooks unregistered until this profiler's next instrumented step (another
+        run's turn)."""
         self._instrumenter.remove()
 
     def close(self) -> None:
@@ -210,7 +211,7 @@ class Profiler:
         inst = self._instrumenter
         cpu_start = time.process_time_ns()
         if self._entered:
-            inst.install()  # once; the hooks stay, switched off, until close()
+            inst.install()  # once; kept (off the modules between steps) until close()
         try:
             with inst.step(install=not self._entered) as result:
                 self._timer = inst
