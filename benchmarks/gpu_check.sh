@@ -52,6 +52,12 @@ if [ "$DEVICE" = cpu ]; then
   step overhead_mlp python3 benchmarks/overhead.py --model mlp --device cpu --rounds 3 --steps 5 \
     --json "$OUT/overhead_mlp.json"
   step r50_graph sh -c 'tlprof profile --arch resnet50 --graph '"${SIZE[*]}"' --quiet; test $? = 2 && echo "refused on the CPU (expected)"'
+  # Rehearsal of the issue-9 target scripts: --graph is refused here, so an eager profile stands in
+  # for the --graph one and graph_stages.py times each stage eagerly (no capture).
+  GRAPH_JSON="$OUT/r50_bf16_graph_standin.json"
+  step r50_bf16_graph_standin tlprof profile --arch resnet50 --freeze 45 --precision bf16 --channels-last \
+    "${SIZE[@]}" --runs full --quiet --json "$GRAPH_JSON"
+  STAGES_ARGS=(--rounds 2 --replays 3 --warmup 1)
 else
   step overhead_bf16 python3 benchmarks/overhead.py --model resnet50 --device cuda --precision bf16 \
     --channels-last --batch-size 128 --rounds 3 --steps 10 --json "$OUT/overhead_bf16.json"
@@ -74,7 +80,18 @@ for path in sorted(glob.glob(sys.argv[1] + "/r50_bf16_*_p*.json")):
           f"frozen {frozen['overhead_ratio']:.4f}  gpu-wait {wait}")
 PY
   cat "$OUT/graph_summary.txt" || true
+  GRAPH_JSON="$OUT/r50_bf16_graph_p1.json"  # a --graph profile made above, reused
+  if [ ! -f "$GRAPH_JSON" ]; then
+    GRAPH_JSON="$OUT/r50_bf16_graph.json"
+    step r50_bf16_graph tlprof profile --arch resnet50 --freeze 45 --precision bf16 --channels-last \
+      "${SIZE[@]}" --graph --quiet --json "$GRAPH_JSON"
+  fi
+  STAGES_ARGS=(--rounds 5 --replays 20 --warmup 3)
 fi
+# Issue 9 target (a): each stage's forward under --graph within 3% of the stage captured alone.
+step graph_stages python3 benchmarks/graph_stages.py --profile "$GRAPH_JSON" --device "$DEVICE" \
+  "${STAGES_ARGS[@]}" --out "$OUT/graph_stages.json"
+grep -h -e "REHEARSAL" -e "^graph stages:" "$OUT/graph_stages.txt" || true
 fi
 
 # --- kernels (issue 4) ---
@@ -83,6 +100,20 @@ step ceilings tlprof ceilings --device "$DEVICE" --json "$OUT/ceilings.json"
 step r50_bf16_kernels tlprof profile --arch resnet50 --freeze 45 --precision bf16 --channels-last \
   "${SIZE[@]}" --kernels --json "$OUT/r50_bf16_kernels.json" --trace "$OUT/r50_bf16_trace.json"
 step r50_bf16_kernels_report tlprof kernels "$OUT/r50_bf16_kernels.json" --top 3
+fi
+
+# --- graph, continued: issue 9 target (b), after the kernels section so its run document is reused ---
+if want graph; then
+KERNELS_JSON="$OUT/r50_bf16_kernels.json"
+if [ ! -f "$KERNELS_JSON" ]; then  # kernels section not run (or failed): an eager --kernels profile here
+  KERNELS_JSON="$OUT/r50_bf16_kernels_for_graph.json"
+  step r50_bf16_kernels_for_graph tlprof profile --arch resnet50 --freeze 45 --precision bf16 \
+    --channels-last "${SIZE[@]}" --runs full --kernels --quiet --json "$KERNELS_JSON"
+fi
+# Per-unit kernel sums (eager, CUPTI) / per-unit times under --graph, >= 0.97 for units >= 0.05 ms.
+step graph_agreement python3 benchmarks/graph_agreement.py --kernels "$KERNELS_JSON" --graph "$GRAPH_JSON" \
+  --out "$OUT/graph_agreement.json"
+grep -h -e "REHEARSAL" -e "^graph kernel agreement:" "$OUT/graph_agreement.txt" || true
 fi
 
 # --- NVTX, NVML, energy (issue 5) ---

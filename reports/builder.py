@@ -18,6 +18,7 @@ from typing import Any
 from tlprof.document import Run, RunDocument, finite
 from tlprof.errors import TlprofError
 from tlprof.reports.kernel_rows import KernelsSummary, kernels_summary
+from tlprof.reports.launch_rows import LaunchSummary, launch_summary
 from tlprof.reports.uncertainty import MIN_SAMPLES, Interval, columns_cis, median_ci, ratio_ci
 
 SCHEMA = "tlprof.report/2"  # 2: model 1 counted as the full training (issue #13); ``base`` → ``first_model``
@@ -290,6 +291,7 @@ class Report:
     warnings: list[ReportWarning] = field(default_factory=list)  # the runs' own, as measured
     distributed: DistributedSummary | None = None
     kernels: KernelsSummary | None = None  # what --kernels measured, against the roofline
+    launch: LaunchSummary | None = None  # eager CUDA runs: host beside GPU time, per unit
     overhead: dict[str, Interval] = field(default_factory=dict)  # per run: instrumented / plain step
 
     def rows(self, granularity: str | None = None) -> list[UnitRow]:
@@ -969,6 +971,7 @@ def build_report(profile: RunDocument, options: ReportOptions | None = None) -> 
     specs = row_specs(t_ms, n_frozen, full, frozen, cz, options)
     cm = cost_model(specs, t_ms, full, options)
     overhead = overhead_cis(profile)
+    launch = launch_summary(profile)
     claims = [
         claim_uniform(uni, names, t_ms, full),
         claim_per_model(fz, n_units, n_frozen),
@@ -980,10 +983,11 @@ def build_report(profile: RunDocument, options: ReportOptions | None = None) -> 
         full_step_ms=s_full, t_ms=t_ms, units=units,
         blocks=rollup(units, "block", s_full), stages=rollup(units, "stage", s_full),
         uniformity=uni, frozen=fz, cached=cz, cost_model=cm, claims=claims,
-        notes=_notes(profile, full, frozen, overhead),
+        notes=_notes(profile, full, frozen, overhead, launch),
         warnings=_warnings(profile),
         distributed=distributed_summary(profile, names),
         kernels=kernels_summary(profile),
+        launch=launch,
         overhead=overhead,
     )
 
@@ -1024,20 +1028,33 @@ def _contention_notes(profile: RunDocument) -> list[str]:
     return notes
 
 
-HOST_BOUND_SHARE = 0.2  # GPU-wait share of a step above which its times are called host-bound
+HOST_BOUND_SHARE = 0.2  # the GPU's idle share (kernels, else the GPU-wait bound) above which: host-bound
 
 
-def _launch_notes(profile: RunDocument, frozen: Run | None) -> list[str]:
-    """Eager CUDA runs whose GPU waited for the host: their unit times are host time (tlprof.launch)."""
-    notes, bound = [], {}
-    for name, run in profile.runs.items():
-        if run.launch is None or run.launch.gpu_wait_share.median <= HOST_BOUND_SHARE:
+def _launch_notes(launch: LaunchSummary | None, frozen: Run | None) -> list[str]:
+    """Eager CUDA runs whose GPU waited for the host: their unit times are host time (tlprof.launch).
+
+    Where the run has per-unit kernel sums (``--kernels``), the GPU's idle share of the units' time is
+    1 − the kernel-busy share, which decides; without them the GPU-wait share, an upper bound, does.
+    """
+    notes, bound = [], []
+    for r in launch.runs if launch else []:
+        waited = r.gpu_wait_share
+        if r.kernel_busy_share is not None:
+            if 1 - r.kernel_busy_share <= HOST_BOUND_SHARE:
+                continue
+            notes.append(f"{r.run} run: the GPU ran kernels for only {r.kernel_busy_share:.0%} of the units' "
+                         f"GPU time (kernel sums, --kernels; {r.kernel_bound_units} launch-bound units by "
+                         f"kernels; the host-paced upper bound: up to {waited:.0%} of the step, "
+                         f"{r.launch_bound_units} of {r.units} units); its unit times are host-paced — "
+                         "--graph measures GPU-true figures")
+        elif waited > HOST_BOUND_SHARE:
+            notes.append(f"{r.run} run: the GPU waited for the host in up to {waited:.0%} of the step "
+                         f"({r.launch_bound_units} launch-bound units); its unit times are host-paced — "
+                         "--graph measures GPU-true figures")
+        else:
             continue
-        bound[name] = share = run.launch.gpu_wait_share.median
-        units = run.launch.launch_bound_units
-        notes.append(f"{name} run: the GPU waited for the host in up to {share:.0%} of the step "
-                     f"({len(units)} launch-bound units); its unit times are host-paced — "
-                     "--graph measures GPU-true figures")
+        bound.append(r.run)
     if frozen is not None and bound:
         notes.append(f"claim 2: the frozen/full ratio is host-bound ({', '.join(bound)} run "
                      "host-paced); profile with --graph for the GPU-true ratio")
@@ -1069,7 +1086,8 @@ def _noise_notes(profile: RunDocument) -> list[str]:
     return notes
 
 
-def _notes(profile: RunDocument, full: Run, frozen: Run | None, overhead: dict[str, Interval]) -> list[str]:
+def _notes(profile: RunDocument, full: Run, frozen: Run | None, overhead: dict[str, Interval],
+           launch: LaunchSummary | None = None) -> list[str]:
     notes = _noise_notes(profile)
     for name, run in profile.runs.items():
         if run.overhead_ratio > OVERHEAD_NOTE:
@@ -1078,7 +1096,7 @@ def _notes(profile: RunDocument, full: Run, frozen: Run | None, overhead: dict[s
             notes.append(f"{name} run: instrumented/plain step = {ci.text(lambda x: f'{x:.2f}')}"
                          f"{' (wall-to-wall)' if run.walled else ''}, so its figures carry the profiler's "
                          f"hooks (plain step {plain.median:.3g} ms vs {step.median:.3g} ms)")
-    notes += _launch_notes(profile, frozen)
+    notes += _launch_notes(launch, frozen)
     notes += _contention_notes(profile)
     if frozen is None:
         notes.append("no frozen run: the measured cost-model row and claim 2 need --freeze N")

@@ -20,6 +20,8 @@ from tlprof.reports.text import (
     frozen_sentence,
     frozen_tables,
     headline,
+    launch_rules,
+    launch_table,
     padding_lines,
     section_titles,
     uniformity_lines,
@@ -107,6 +109,18 @@ def _distributed_html(report: Report) -> str:
     return "\n".join(parts)
 
 
+def _launch_html(report: Report) -> str:
+    s = report.launch
+    parts = []
+    for r in s.runs:
+        table, _ = launch_table(r)
+        parts += [f"<h3>{escape(r.run)} run</h3>", f"<p>{escape(table.title)}</p>",
+                  html_table(table.header, table.rows)]
+    parts.append('<ul class="dim">' + "".join(f"<li>{escape(rule)}</li>" for rule in launch_rules(s))
+                 + "</ul>")
+    return "\n".join(parts)
+
+
 def _claims_html(report: Report) -> str:
     rows = [[str(i), c.claim,
              f'<span class="{VERDICT_CLASS.get(c.verdict, "dim")}">{escape(c.verdict)}</span>',
@@ -145,6 +159,10 @@ def render_html(report: Report) -> str:
         html_table(unit_columns(report), [unit_cells(report, r) for r in report.rows()]),
         f"<h3>{escape(t['uniformity'])}</h3>",
         html_table(["figure", "value"], uniformity_lines(report)),
+    ]
+    if report.launch is not None:
+        body += [f"<h2>{escape(t['launch'])}</h2>", _launch_html(report)]
+    body += [
         f"<h2>{escape(t['frozen'])}</h2>",
         _frozen_html(report),
     ]

@@ -16,6 +16,8 @@ from tlprof.reports.text import (
     frozen_sentence,
     frozen_tables,
     headline,
+    launch_rules,
+    launch_table,
     padding_lines,
     section_titles,
     settings_line,
@@ -29,7 +31,8 @@ RIGHT = {"#", "fwd ms", "bwd ms", "t ms", "share", "cum", "frozen fwd", "frozen 
          "marginal", "classic h", "transfer h", "k", "A", "B", "buckets", "grad×params", "allreduce",
          "span", "bwd end", "exposed", "of step", "hidden", "rank", "step ms", "compute ms", "exposed ms",
          "allreduce ms", "min ms", "max ms", "max/min", "slowest rank", "Δ ms", "B/A", "A fwd", "A bwd",
-         "B fwd", "B bwd", "A t", "B t"}
+         "B fwd", "B bwd", "A t", "B t", "GPU fwd", "host fwd", "GPU bwd", "host bwd", "kernel fwd",
+         "kernel bwd"}
 
 
 class Md(str):
@@ -95,6 +98,17 @@ def distributed_md(report: Report) -> str:
     return "\n\n".join(parts)
 
 
+def launch_md(report: Report) -> str:
+    """Per run: its launch line and every unit; then the rules."""
+    s = report.launch
+    parts = []
+    for r in s.runs:
+        table, _ = launch_table(r)
+        parts += [f"{table.title}:", md_table(table.header, table.rows)]
+    parts.append("\n".join(f"- {rule}" for rule in launch_rules(s)))
+    return "\n\n".join(parts)
+
+
 def claims_md(report: Report) -> str:
     rows = [[str(i), c.claim, Md(f"**{c.verdict}**"), c.evidence] for i, c in enumerate(report.claims, 1)]
     return md_table(["#", "the paper says", "verdict", "measured"], rows)
@@ -107,8 +121,10 @@ def render_markdown(report: Report) -> str:
         settings_line(report),
         f"## {t['units']}", units_md(report),
         f"### {t['uniformity']}", md_table(["figure", "value"], uniformity_lines(report)),
-        f"## {t['frozen']}", frozen_md(report),
     ]
+    if report.launch is not None:
+        parts += [f"## {t['launch']}", launch_md(report)]
+    parts += [f"## {t['frozen']}", frozen_md(report)]
     if report.cached is not None:
         parts += [f"### {t['cached']}", md_table(["figure", "value"], cached_lines(report))]
     parts += [f"## {t['cost']}", cost_md(report)]

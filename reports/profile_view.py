@@ -22,6 +22,7 @@ from tlprof.reports.rich_view import (
     claims_section,
     cost_section,
     distributed_section,
+    launch_section,
     notes_section,
     warnings_section,
 )
@@ -29,7 +30,8 @@ from tlprof.reports.text import fmt_bytes, fmt_ci, section_titles
 from tlprof.reports.uncertainty import ratio_ci
 from tlprof.stats import Stats
 
-PROFILE_SECTIONS = ("cost", "distributed", "claims")  # what tlprof profile shows of the report, numbered
+# What tlprof profile shows of the report, numbered in this order.
+PROFILE_SECTIONS = ("launch", "cost", "distributed", "claims")
 
 
 def fmt_ms(s: Stats) -> str:
@@ -151,7 +153,8 @@ def report_sections(profile: RunDocument) -> list[RenderableType]:
     except TlprofError as exc:
         return [Text(f"no report: {exc}", style="dim")]
     titles = section_titles(report, shown=PROFILE_SECTIONS)  # numbered as shown here
-    return [cost_section(report, titles=titles), distributed_section(report, titles),
+    return [launch_section(report, titles), cost_section(report, titles=titles),
+            distributed_section(report, titles),
             claims_section(report, titles), notes_section(report), warnings_section(report)]
 
 

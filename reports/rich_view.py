@@ -9,6 +9,7 @@ from rich.text import Text
 
 from tlprof.reports.builder import HOLDS, NOT_ENOUGH, REFUTED, Report
 from tlprof.reports.text import (
+    LAUNCH_ROWS,
     PER_LATER_MODEL,
     ROW_TITLES,
     UNIT_SPREAD_ROWS,
@@ -22,6 +23,9 @@ from tlprof.reports.text import (
     frozen_sentence,
     frozen_tables,
     headline,
+    hidden_line,
+    launch_rules,
+    launch_table,
     padding_lines,
     section_titles,
     settings_line,
@@ -33,10 +37,11 @@ from tlprof.reports.text import (
 
 VERDICT_STYLE = {HOLDS: "green", REFUTED: "bold red", NOT_ENOUGH: "yellow"}
 LEFT_COLUMNS = {"unit", "block", "stage", "train"}
+TEXT_COLUMNS = ("unit", "host", "host-paced", "by kernels")  # left-justified in a TextTable
 TERMINAL_DROPS = {"saved"}  # per-unit saved bytes: in the profile table and the other formats
 
 
-def _table(title: str, **kwargs) -> Table:
+def _table(title: str | None, **kwargs) -> Table:
     return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                  padding=(0, 0, 0, 1), **kwargs)
 
@@ -70,15 +75,6 @@ def uniformity_section(report: Report) -> Table:
     return _pairs(section_titles(report)["uniformity"], uniformity_lines(report))
 
 
-def _text_table(t: TextTable) -> Table:
-    table = _table(t.title)
-    for i, col in enumerate(t.header):
-        table.add_column(col, justify="left" if i == 0 else "right")
-    for row in t.rows:
-        table.add_row(*row)
-    return table
-
-
 def frozen_section(report: Report) -> RenderableType:
     f = report.frozen
     title = section_titles(report)["frozen"]
@@ -87,10 +83,10 @@ def frozen_section(report: Report) -> RenderableType:
     return Group(Text(f"{title}\n{frozen_sentence(f)}"), *(_text_table(t) for t in frozen_tables(f)))
 
 
-def _text_table(t) -> Table:  # a TextTable
+def _text_table(t: TextTable) -> Table:
     table = _table(t.title)
     for i, col in enumerate(t.header):
-        table.add_column(col, justify="left" if i == 0 or col in ("unit", "host") else "right")
+        table.add_column(col, justify="left" if i == 0 or col in TEXT_COLUMNS else "right")
     for row in t.rows:
         table.add_row(*row)
     return table
@@ -103,6 +99,31 @@ def distributed_section(report: Report, titles: dict[str, str] | None = None) ->
     tables = [_text_table(t) for t in distributed_tables(d, UNIT_SPREAD_ROWS)]
     lines = "\n".join([*d.verdicts, *padding_lines(d)])
     return Group(Text((titles or section_titles(report))["distributed"], style="bold"), *tables, Text(lines))
+
+
+def launch_section(report: Report, titles: dict[str, str] | None = None) -> RenderableType:
+    """Per run: its launch line over its units (past LAUNCH_ROWS units, only the launch-bound ones),
+    then what the figures are and the rules."""
+    s = report.launch
+    if s is None:
+        return Group()
+    parts: list[RenderableType] = [Text((titles or section_titles(report))["launch"], style="bold")]
+    for r in s.runs:
+        t, hidden = launch_table(r, LAUNCH_ROWS)
+        parts.append(Text(t.title))  # the run's line, as wide as the terminal
+        if t.rows:
+            table = _table(None)
+            for col in t.header:
+                left = col in TEXT_COLUMNS
+                table.add_column(col if left else col.replace(" ", "\n"), justify="left" if left else "right",
+                                 no_wrap=True)
+            for row in t.rows:
+                table.add_row(*row)
+            parts.append(table)
+        if hidden:
+            parts.append(Text(hidden_line(hidden), style="dim"))
+    parts.append(Text("\n".join(launch_rules(s)) + "\n", style="dim"))
+    return Group(*parts)
 
 
 def cached_section(report: Report) -> RenderableType:
@@ -169,6 +190,7 @@ def report_view(report: Report) -> Group:
         Text(settings_line(report), style="dim"),
         units_section(report),
         uniformity_section(report),
+        launch_section(report),
         frozen_section(report),
         cached_section(report),
         cost_section(report),

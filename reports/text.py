@@ -17,6 +17,7 @@ from tlprof.reports.builder import (
     Report,
     UnitRow,
 )
+from tlprof.reports.launch_rows import LaunchRun, LaunchSummary
 from tlprof.reports.provenance import settings_text
 from tlprof.reports.uncertainty import Interval
 
@@ -87,7 +88,7 @@ def settings_line(report: Report) -> str:
     return "settings: " + settings_text(report.source)
 
 
-REPORT_SECTIONS = ("units", "frozen", "cost", "distributed", "claims")  # numbered, in the order shown
+REPORT_SECTIONS = ("units", "launch", "frozen", "cost", "distributed", "claims")  # numbered, as shown
 
 
 def section_titles(report: Report, shown: tuple[str, ...] = REPORT_SECTIONS) -> dict[str, str]:
@@ -102,8 +103,10 @@ def section_titles(report: Report, shown: tuple[str, ...] = REPORT_SECTIONS) -> 
         "cost": f"Cost model, {cost_unit_text(report.cost_model)}",
         "claims": "The paper's claims",
         "distributed": _distributed_title(report.distributed),
+        "launch": "Launch-bound units: host time beside GPU time (eager CUDA; ms per step, medians)",
     }
-    present = [k for k in shown if k != "distributed" or report.distributed is not None]
+    optional = {"distributed": report.distributed, "launch": report.launch}  # numbered when present
+    present = [k for k in shown if k not in optional or optional[k] is not None]
     for n, key in enumerate(present, 1):
         titles[key] = f"{n}. {titles[key]}"
     return titles
@@ -302,3 +305,70 @@ def distributed_tables(d: DistributedSummary, unit_rows: int | None = None) -> l
 
 def padding_lines(d: DistributedSummary) -> list[str]:
     return [f"{c.run} run bucket padding: {c.padding}" for c in d.comm]
+
+
+# -- launch-bound units (reports/launch_rows.py) -----------------------------------------------
+
+LAUNCH_ROWS = 12  # the terminal lists every unit of a run this long; past it, the launch-bound ones
+
+
+def _units(n: int | None) -> str:
+    return f"{n} unit" if n == 1 else f"{n} units"
+
+
+def launch_line(r: LaunchRun) -> str:
+    """A run's launch figures in one line: GPU-wait share, kernel-busy share, units flagged."""
+    line = (f"{r.run} run: GPU-wait share {fmt_pct(r.gpu_wait_share)} (IQR {fmt_pct(r.gpu_wait_iqr)}), "
+            f"{r.launch_bound_units} of {_units(r.units)} host-paced")
+    if r.kernels:
+        line += (f"; kernel-busy share {fmt_pct(r.kernel_busy_share)} (Σ kernel {fmt_num(r.kernel_ms)} of "
+                 f"Σ GPU {fmt_num(r.kernel_gpu_ms)} ms), {_units(r.kernel_bound_units)} launch-bound "
+                 "by kernels")
+    return line
+
+
+def launch_rules(s: LaunchSummary) -> list[str]:
+    """What the figures are, and each distinct rule once: host pacing (the runs'), and by kernels where
+    a run has kernel sums."""
+    rules = [f"host-paced: {rule}" for rule in dict.fromkeys(r.rule for r in s.runs)]
+    rules.append("GPU-wait share: the step's GPU time in host-paced intervals, an upper bound of the GPU's "
+                 "idle time")
+    if s.kernels:
+        rules += [f"by kernels: {s.kernel_rule}",
+                  "kernel-busy share: Σ kernel ms / Σ GPU ms over the units' passes with kernel sums: how "
+                  "much of the units' GPU time the GPU ran kernels (the better figure where measured)"]
+    return rules
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None or math.isnan(x) else f"{x:.2f}"
+
+
+def _passes(flags: list[str]) -> str:
+    return " ".join(flags) or "-"
+
+
+def launch_table(r: LaunchRun, limit: int | None = None) -> tuple[TextTable, int]:
+    """The run's units (all, or past ``limit`` units only the launch-bound ones) under its launch line,
+    and how many are left out. Kernel columns only where the run has kernel sums."""
+    header = ["#", "unit", "GPU fwd", "host fwd", "GPU bwd", "host bwd"]
+    if r.kernels:
+        header += ["kernel fwd", "kernel bwd"]
+    header += ["host-paced"] + (["by kernels"] if r.kernels else [])
+    rows = r.rows if limit is None or len(r.rows) <= limit else r.flagged
+    cells = []
+    for u in rows:
+        row = [str(u.index), u.name, *(_ms(x) for x in (u.gpu_fwd_ms, u.host_fwd_ms, u.gpu_bwd_ms,
+                                                         u.host_bwd_ms))]
+        if r.kernels:
+            row += [_ms(u.kernel_fwd_ms), _ms(u.kernel_bwd_ms)]
+        row.append(_passes(u.passes("host")))
+        if r.kernels:
+            row.append(_passes(u.passes("kernels")))
+        cells.append(row)
+    return TextTable(launch_line(r), header, cells), len(r.rows) - len(rows)
+
+
+def hidden_line(hidden: int) -> str:
+    return (f"{_units(hidden)} not launch-bound left out; --format markdown, html or csv lists every unit"
+            if hidden else "")

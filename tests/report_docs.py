@@ -99,3 +99,51 @@ def uniform_document() -> dict[str, Any]:
     full["step_ms"] = stats(*[12.0] * STEPS)
     frozen["step_ms"] = stats(*[4.0] * STEPS)  # 12 · 2/6
     return doc
+
+
+# -- launch figures (eager CUDA, tlprof.launch) with and without kernel sums -------------------------
+
+# Full run: host ms per unit beside f = [1,1,1,2,2,3], b = [0,1,2,2,3,6]; forward host-paced in units
+# 1, 2, 4, backward in unit 2; GPU-wait share median 0.4 (IQR 0.1). Kernel sums Σ 20.4 of Σ GPU 24 ms:
+# busy 0.85, so by kernels the GPU idled 15%, under the 20% note; by kernels unit 1's forward (0.2 of 1)
+# and unit 2's forward and backward (0.4, 0.3 of 1) are launch-bound.
+FULL_HOST_FWD = [0.9, 1.0, 0.3, 2.0, 0.5, 0.8]
+FULL_HOST_BWD = [0.1, 1.0, 0.4, 0.5, 0.6, 1.0]
+FULL_FWD_BOUND = [True, True, False, True, False, False]
+FULL_BWD_BOUND = [False, True, False, False, False, False]
+FULL_WAIT = [0.3, 0.5, 0.4, 0.45, 0.35]
+FULL_KERNEL_FWD = [0.2, 0.4, 0.9, 1.5, 1.9, 2.8]
+FULL_KERNEL_BWD = [0.0, 0.3, 1.8, 1.8, 2.9, 5.9]
+# Frozen run: GPU-wait share 0.1 (under the note), but kernels Σ 8 of Σ GPU 16 ms: busy 0.5, the GPU
+# idled half the units' time; by kernels units 1-4 (forwards 0.1, 0.1, 0.1 of 0.5 and 0.5 of 1.5).
+FROZEN_HOST_FWD = [0.5, 0.2, 0.2, 0.4, 0.6, 0.9]
+FROZEN_HOST_BWD = [0.0, 0.0, 0.0, 0.0, 0.5, 1.0]
+FROZEN_WAIT = [0.1] * STEPS
+FROZEN_KERNEL_FWD = [0.1, 0.1, 0.1, 0.5, 1.0, 2.2]
+FROZEN_KERNEL_BWD = [0.0, 0.0, 0.0, 0.0, 1.0, 3.0]
+LAUNCH_RULE = "an interval is host-paced when ... (the rule as the run stored it)"
+
+
+def launch_document(kernels: bool = True) -> Any:
+    """The hand document, its full and frozen runs with a ``launch`` section (and kernel sums)."""
+    from tlprof.document import LaunchSection, RunDocument, UnitKernels, UnitLaunch
+    from tlprof.stats import Stats
+
+    doc = RunDocument.from_dict(hand_document(cached=False))
+    doc.meta.device, doc.meta.device_name = "cuda:0", "test GPU"
+    figures = {
+        "full": (FULL_HOST_FWD, FULL_HOST_BWD, FULL_FWD_BOUND, FULL_BWD_BOUND, FULL_WAIT,
+                 FULL_KERNEL_FWD, FULL_KERNEL_BWD),
+        "frozen": (FROZEN_HOST_FWD, FROZEN_HOST_BWD, [True] + [False] * 5, [False] * 6, FROZEN_WAIT,
+                   FROZEN_KERNEL_FWD, FROZEN_KERNEL_BWD),
+    }
+    for name, (hf, hb, fb, bb, wait, kf, kb) in figures.items():
+        run = doc.runs[name]
+        # the host's forward samples vary; their median is the figure
+        run.launch = LaunchSection(slack_ms=0.05, rule=LAUNCH_RULE, gpu_wait_share=Stats(list(wait)), units=[
+            UnitLaunch(i + 1, Stats([f - 0.1, f, f + 0.1, f, f + 0.05]), Stats([b] * STEPS), fwd, bwd)
+            for i, (f, b, fwd, bwd) in enumerate(zip(hf, hb, fb, bb))])
+        if kernels:
+            for u, f, b in zip(run.units, kf, kb):
+                u.kernels = UnitKernels(kernel_fwd_ms=f, kernel_bwd_ms=b)
+    return RunDocument.from_dict(doc.to_dict())
