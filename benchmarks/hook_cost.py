@@ -1,32 +1,96 @@
-"""Host cost of one mark: a 50-unit chain of tiny Linear layers, instrumented vs plain.
+"""Host costs of the hooks (docs/design.md §3), on the CPU, one thread, in one process.
 
-    python benchmarks/hook_cost.py [--device cuda]
+1. One mark: a 50-unit chain of tiny Linear layers, instrumented vs plain (profile_model).
+2. On 40 × (Linear(256, 256), ReLU) at batch 64, the training step alone and with the unit hooks
+   registered but switched off (``active`` False: each returns at once), interleaved step by step,
+   medians; and, hot, the time to register and remove the hooks vs to attach and detach them.
+
+    OMP_NUM_THREADS=1 python benchmarks/hook_cost.py [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from tlprof import ProfileConfig, profile_model
+from tlprof import ProfileConfig, find_units, profile_model
+from tlprof.clock import HostClock
+from tlprof.instrument import Instrumenter
 
 N_UNITS = 50
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+def per_mark(device: str) -> None:
     model = nn.Sequential(*[nn.Sequential(nn.Linear(8, 8), nn.ReLU()) for _ in range(N_UNITS)])
-    cfg = ProfileConfig(batch_size=1, input_shape=(8,), device=args.device, steps=30, warmup=3)
+    cfg = ProfileConfig(batch_size=1, input_shape=(8,), device=device, steps=30, warmup=3)
     run = profile_model(model, cfg).runs["full"]
     marks = 2 * N_UNITS  # one forward and one backward mark per unit, phases aside
     extra_us = (run.step_ms.median - run.plain_step_ms.median) * 1000 / marks
     print(f"plain {run.plain_step_ms.median:.3f} ms, instrumented {run.step_ms.median:.3f} ms: "
           f"+{extra_us:.1f} us per mark ({marks} marks)")
+
+
+def _us(fn: Callable[[], None], n: int) -> float:
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - t0) / 1e3)
+    return statistics.median(samples)
+
+
+def switching(steps: int) -> None:
+    model = nn.Sequential(*[nn.Sequential(nn.Linear(256, 256), nn.ReLU()) for _ in range(40)])
+    x, y = torch.randn(64, 256), torch.randn(64, 256)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    inst = Instrumenter(model, find_units(model, x), HostClock())
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        ((model(x) - y) ** 2).mean().backward()
+        opt.step()
+
+    bare, idle = [], []
+    inst.install()
+    for _ in range(2):
+        step()
+    for _ in range(steps):  # interleaved: the same machine state for both
+        bare.append(_us(step, 1))
+        inst._attach()  # on the modules, switched off: each hook returns at once
+        idle.append(_us(step, 1))
+        inst._detach()
+    b, i = statistics.median(bare) / 1e3, statistics.median(idle) / 1e3
+    print(f"step {b:.3f} ms; with switched-off hooks on the modules {i:.3f} ms "
+          f"(+{i - b:.3f} ms, {i / b:.3f}x)")
+    inst.remove()
+
+    def register_remove() -> None:
+        inst.install()
+        inst.remove()
+
+    def attach_detach() -> None:
+        inst._attach()
+        inst._detach()
+
+    inst.install()
+    attach = _us(attach_detach, 2000)
+    inst.remove()
+    print(f"register + remove the hooks {_us(register_remove, 500):.1f} us; attach + detach {attach:.1f} us")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=60)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    per_mark(args.device)
+    switching(args.steps)
 
 
 if __name__ == "__main__":

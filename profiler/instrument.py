@@ -147,40 +147,30 @@ class Instrumenter:
             if not self.active:
                 return
             tensor = args[0] if args and type(args[0]) is torch.Tensor else first_tensor(args)
-            target = self._hook_target(tensor)
-            if target is None:
-                self._open(label)
-                return
-            producer = self._producer(tensor)  # before the mark: a leaf's is what runs until it
+            start = self._backward_start(tensor)  # before the mark: a leaf's producer is what runs
             self._open(label)
-            self._hook_gradient(target, producer)
+            if start is not None:
+                self._hook_gradient(*start)
 
         return hook
 
-    def _hook_target(self, tensor: torch.Tensor | None) -> Any:
-        """Where a backward mark is to be hooked for ``tensor``: its autograd node (the tensor
-        itself for a leaf), when it will get a gradient and no other consumer hooked it already
-        (one mark is enough); else None."""
+    def _backward_start(self, tensor: torch.Tensor | None) -> tuple[Any, Label] | None:
+        """Where a backward mark goes for ``tensor`` and whose backward it opens: its autograd node
+        (the tensor itself for a leaf) and the producer, the mark the node was made under (a
+        leaf's: what runs now). None when it gets no gradient or another consumer hooked it."""
         if tensor is None or not tensor.requires_grad or not torch.is_grad_enabled():
             return None
-        target = tensor.grad_fn
-        if target is None:
-            target = tensor
-        return None if id(target) in self._hooked else target
-
-    def _producer(self, tensor: torch.Tensor) -> Label:
-        """What made ``tensor``: what ran on the forward's thread when its autograd node was made
-        (the unit that owns that op, docs/design.md §2-3), so its backward opens when the gradient
-        reaches the node. A leaf: what runs now."""
         node = tensor.grad_fn
         if node is None:
-            return self.current
+            return None if id(tensor) in self._hooked else (tensor, self.current)
+        if id(node) in self._hooked:
+            return None
         i = bisect_right(self._span_seqs, node._sequence_nr()) - 1
-        return self._span_labels[i] if i >= 0 else OTHER
+        return node, self._span_labels[i] if i >= 0 else OTHER
 
     def _hook_gradient(self, target: Any, producer: Label, ends_backward: bool = False) -> None:
         """When the gradient reaches ``target`` (an autograd node, or a leaf tensor), the backward
-        of its producer begins (callers take ``target`` from ``_hook_target``). A node's pre-hook
+        of its producer begins (callers take both from ``_backward_start``). A node's pre-hook
         fires when a tensor hook on its output would, and costs less to register."""
         self._hooked[id(target)] = target
         hook = self._grad_hooks[ends_backward].get(producer) or self._grad_hook(producer, ends_backward)
@@ -209,8 +199,7 @@ class Instrumenter:
             return
         # Every output that needs grad: only those the loss uses get a gradient, and the first
         # one ready begins its own producer's backward.
-        hooked = [(target, self._producer(out)) for out in all_tensors(output)
-                  if (target := self._hook_target(out)) is not None]
+        hooked = [start for out in all_tensors(output) if (start := self._backward_start(out)) is not None]
         self._open(LOSS_FWD)
         for target, producer in hooked:
             if id(target) not in self._hooked:  # the same tensor (or node) returned twice
@@ -231,15 +220,16 @@ class Instrumenter:
         path (PyTorch dispatches any registered hook, even one that returns at once)."""
         if self._handles:
             return
+        hooks = [(u.module.register_forward_pre_hook, self._unit_pre_hook(u.index)) for u in self.units]
+        hooks.append((self.model.register_forward_hook, self._output_hook))
         try:
-            for u in self.units:
-                self._handles.append(u.module.register_forward_pre_hook(self._unit_pre_hook(u.index)))
-            self._handles.append(self.model.register_forward_hook(self._output_hook))
+            for register, fn in hooks:
+                handle = register(fn)
+                self._handles.append(handle)
+                self._entries.append((handle.hooks_dict_ref(), handle.id, fn))
         except BaseException:
             self.remove()
             raise
-        self._entries = [(h.hooks_dict_ref(), h.id) for h in self._handles]
-        self._entries = [(d, key, d[key]) for d, key in self._entries]
         self._detach()
 
     def _attach(self) -> None:
