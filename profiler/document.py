@@ -14,13 +14,16 @@ in ``SECTIONS``; a part that adds a section adds its type there and a field on
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from .marks import PHASES
 from .stats import Stats
@@ -49,16 +52,57 @@ def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k in names}
 
 
+@functools.cache
+def _shapes(cls: type) -> dict[str, tuple[str, Any]]:
+    """Each field of ``cls`` by name: ``(shape, class)`` for a ``Stats`` or a record, the shape ``"one"``,
+    ``"optional"`` (``X | None``) or ``"list"`` (``list[X]``); ``("plain", None)`` for any other."""
+    hints = get_type_hints(cls)
+    shapes = {}
+    for f in fields(cls):
+        hint = hints[f.name]
+        shape, kinds = "one", (hint,)
+        if get_origin(hint) in (Union, UnionType):
+            shape, kinds = "optional", tuple(a for a in get_args(hint) if a is not type(None))
+        elif get_origin(hint) is list:
+            shape, kinds = "list", get_args(hint)
+        kind = kinds[0] if len(kinds) == 1 else None
+        if isinstance(kind, type) and get_origin(kind) is None and issubclass(kind, (Stats, Record)):
+            shapes[f.name] = (shape, kind)
+        else:
+            shapes[f.name] = ("plain", None)
+    return shapes
+
+
+def _load(shape: str, kind: Any, value: Any) -> Any:
+    if shape == "list":
+        return [_load("one", kind, v) for v in value]
+    if shape == "plain" or isinstance(value, kind):  # a producer may pass the record itself
+        return value
+    if shape == "optional" and not value:  # None, or an empty dict: absent
+        return None
+    return kind.from_dict(value)
+
+
+def _dump(shape: str, kind: Any, value: Any) -> Any:
+    if shape == "plain":
+        return copy.deepcopy(value)  # a fresh dict, as dataclasses.asdict gave
+    if shape == "list":
+        return [v.to_dict() for v in value]
+    return None if value is None else value.to_dict()
+
+
 class Record:
-    """A plain record: its JSON is its fields; keys it does not know are ignored when read (a
-    newer writer's). Records with nested records override ``from_dict``."""
+    """A plain record: its JSON is its fields, a ``Stats`` or a nested record (alone, optional or in
+    a list) by its own ``to_dict``/``from_dict``; keys it does not know are ignored when read (a
+    newer writer's)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: _dump(*shape, getattr(self, name)) for name, shape in _shapes(type(self)).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Any:
-        return cls(**_known(cls, d))
+        shapes = _shapes(cls)
+        return cls(**{k: _load(*shapes[k], v) for k, v in _known(cls, d).items()})
 
 
 # -- the profile's setting and its units -------------------------------------------------
@@ -120,12 +164,9 @@ class Meta(Record):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Meta:
-        known = _known(cls, d)
+        known = _known(cls, d)  # keys it does not know go to ``user``
         user = {**d.get("user", {}), **{k: v for k, v in d.items() if k not in known and k != "user"}}
-        known.pop("user", None)
-        if isinstance(known.get("backend_flags"), dict):
-            known["backend_flags"] = BackendFlags.from_dict(known["backend_flags"])
-        return cls(**known, user=user)
+        return super().from_dict({**known, "user": user})
 
 
 @dataclass
@@ -167,7 +208,7 @@ class UnitKernels(Record):
 
 
 @dataclass
-class UnitRun:
+class UnitRun(Record):
     index: int
     fwd_ms: Stats
     bwd_ms: Stats
@@ -183,48 +224,18 @@ class UnitRun:
     def t_ms(self) -> float:
         return self.fwd_ms.median + self.bwd_ms.median
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "fwd_ms": self.fwd_ms.to_dict(),
-            "bwd_ms": self.bwd_ms.to_dict(),
-            "saved_bytes": self.saved_bytes,
-            "param_bytes": self.param_bytes,
-            "grad_bytes": self.grad_bytes,
-            "optimizer_state_bytes": self.optimizer_state_bytes,
-            "weight_cast_bytes": self.weight_cast_bytes,
-            "kernels": self.kernels.to_dict() if self.kernels else None,
-            "energy_estimate_j": self.energy_estimate_j,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> UnitRun:
-        kernels = d.get("kernels")
-        return cls(
-            index=int(d["index"]),
-            fwd_ms=Stats.from_dict(d["fwd_ms"]),
-            bwd_ms=Stats.from_dict(d["bwd_ms"]),
-            saved_bytes=int(d.get("saved_bytes", 0)),
-            param_bytes=int(d.get("param_bytes", 0)),
-            grad_bytes=int(d.get("grad_bytes", 0)),
-            optimizer_state_bytes=int(d.get("optimizer_state_bytes", 0)),
-            weight_cast_bytes=int(d.get("weight_cast_bytes", 0)),
-            kernels=UnitKernels.from_dict(kernels) if kernels else None,
-            energy_estimate_j=d.get("energy_estimate_j"),
-        )
-
 
 # -- per run: memory, timeline, warnings, sections -----------------------------------------
 
 
 @dataclass
-class MarkAllocation:
+class MarkAllocation(Record):
     mark: str  # Label.text(): fwd:layer1.0.conv1, loss_bwd...
     allocated_bytes: int
 
 
 @dataclass
-class AllocatorReadings:
+class AllocatorReadings(Record):
     """The CUDA caching allocator over the memory step."""
 
     peak_allocated_bytes: int
@@ -232,14 +243,9 @@ class AllocatorReadings:
     reserved_bytes: int
     at_marks: list[MarkAllocation] = field(default_factory=list)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AllocatorReadings:
-        return cls(int(d["peak_allocated_bytes"]), int(d["step_start_allocated_bytes"]),
-                   int(d["reserved_bytes"]), [MarkAllocation(**m) for m in d.get("at_marks", [])])
-
 
 @dataclass
-class Memory:
+class Memory(Record):
     """The memory step: what autograd saved, and on CUDA the allocator."""
 
     saved_bytes_total: int = 0  # every saved storage once, units and phases
@@ -247,16 +253,9 @@ class Memory:
     allocator: AllocatorReadings | None = None
     weight_cast_other_bytes: dict[str, int] = field(default_factory=dict)  # autocast copies, by phase
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Memory:
-        alloc = d.get("allocator")
-        return cls(int(d.get("saved_bytes_total", 0)), dict(d.get("saved_other_bytes", {})),
-                   AllocatorReadings.from_dict(alloc) if alloc else None,
-                   dict(d.get("weight_cast_other_bytes", {})))
-
 
 @dataclass
-class Span:
+class Span(Record):
     """What began at a mark of one step, when (ms from the step's start) and for how long."""
 
     kind: str  # fwd | bwd | phase
@@ -267,7 +266,7 @@ class Span:
 
 
 @dataclass
-class RunWarning:
+class RunWarning(Record):
     part: str  # what found it: marks, kernels, energy, cache...
     text: str
 
@@ -276,20 +275,13 @@ class RunWarning:
 
 
 @dataclass
-class CacheSection:
+class CacheSection(Record):
     """The cached-features run: F_N per batch and how the features were replayed."""
 
     features_ms: Stats
     replayed_calls: int = 0
     bytes: int = 0
     recaptured_steps: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "features_ms": self.features_ms.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CacheSection:
-        return cls(**{**_known(cls, d), "features_ms": Stats.from_dict(d["features_ms"])})
 
 
 @dataclass
@@ -336,14 +328,6 @@ class KernelsSection(Record):
     kernel_agreement_profiled_step: float | None = None
 
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> KernelsSection:
-        known = _known(cls, d)
-        if known.get("ceilings"):
-            known["ceilings"] = Ceilings.from_dict(known["ceilings"])
-        return cls(**known)
-
-
 @dataclass
 class EnergySection(Record):
     """NVML's total-energy counter over plain steps of the run."""
@@ -364,23 +348,8 @@ class EnergySection(Record):
 # -- data parallelism (DDP) ----------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
-    """A dataclass as a dict, its Stats with their median and IQR (asdict keeps only samples)."""
-    if isinstance(value, Stats):
-        return value.to_dict()
-    if hasattr(value, "__dataclass_fields__"):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _stats(d: dict[str, Any] | None) -> Stats | None:
-    return Stats.from_dict(d) if d else None
-
-
 @dataclass
-class BucketRecord:
+class BucketRecord(Record):
     """One DDP gradient bucket: what it all-reduces, whose parameters, when (ms from the step's start)."""
 
     index: int
@@ -392,14 +361,9 @@ class BucketRecord:
     launch_ms: Stats = field(default_factory=Stats)  # the hook was called: the bucket is ready
     finish_ms: Stats = field(default_factory=Stats)  # its all-reduce's future completed
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BucketRecord:
-        return cls(**{**_known(cls, d), "launch_ms": Stats.from_dict(d["launch_ms"]),
-                      "finish_ms": Stats.from_dict(d["finish_ms"])})
-
 
 @dataclass
-class CommSection:
+class CommSection(Record):
     """One rank's gradient all-reduce per timed step, from a DDP communication hook."""
 
     backend: str
@@ -413,17 +377,9 @@ class CommSection:
     backward_end_ms: Stats  # the mark after the last unit's backward, from the step's start
     exposed_ms: Stats  # max(0, last finish − backward end): the step waits for communication
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CommSection:
-        known = _known(cls, d)
-        for key in ("allreduce_ms", "span_ms", "backward_end_ms", "exposed_ms"):
-            known[key] = Stats.from_dict(d[key])
-        known["buckets"] = [BucketRecord.from_dict(b) for b in d.get("buckets", [])]
-        return cls(**known)
-
 
 @dataclass
-class RankRun:
+class RankRun(Record):
     """One rank's figures of a run, as gathered on rank 0."""
 
     rank: int
@@ -437,18 +393,9 @@ class RankRun:
     allreduce_ms: Stats | None = None
     exposed_ms: Stats | None = None
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RankRun:
-        known = _known(cls, d)
-        for key in ("step_ms", "plain_step_ms"):
-            known[key] = Stats.from_dict(d[key])
-        for key in ("allreduce_ms", "exposed_ms"):
-            known[key] = _stats(d.get(key))
-        return cls(**known)
-
 
 @dataclass
-class DistributedSection:
+class DistributedSection(Record):
     """A data-parallel run: this rank's communication and, once gathered, every rank's figures."""
 
     world_size: int
@@ -458,19 +405,9 @@ class DistributedSection:
     comm: CommSection | None = None
     ranks: list[RankRun] = field(default_factory=list)  # filled on rank 0 by the gather
 
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DistributedSection:
-        known = _known(cls, d)
-        known["comm"] = CommSection.from_dict(d["comm"]) if d.get("comm") else None
-        known["ranks"] = [RankRun.from_dict(r) for r in d.get("ranks", [])]
-        return cls(**known)
-
 
 @dataclass
-class UnitLaunch:
+class UnitLaunch(Record):
     """One unit's host time beside its GPU time (``UnitRun.fwd_ms``/``bwd_ms``), eager CUDA runs."""
 
     index: int
@@ -479,14 +416,9 @@ class UnitLaunch:
     fwd_launch_bound: bool = False
     bwd_launch_bound: bool = False
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> UnitLaunch:
-        return cls(**{**_known(cls, d), "fwd_host_ms": Stats.from_dict(d["fwd_host_ms"]),
-                      "bwd_host_ms": Stats.from_dict(d["bwd_host_ms"])})
-
 
 @dataclass
-class LaunchSection:
+class LaunchSection(Record):
     """Did the GPU wait for the host? Host stamps beside the CUDA events (tlprof.launch)."""
 
     slack_ms: float
@@ -497,14 +429,6 @@ class LaunchSection:
     @property
     def launch_bound_units(self) -> list[int]:
         return [u.index for u in self.units if u.fwd_launch_bound or u.bwd_launch_bound]
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LaunchSection:
-        return cls(**{**_known(cls, d), "gpu_wait_share": Stats.from_dict(d["gpu_wait_share"]),
-                      "units": [UnitLaunch.from_dict(u) for u in d.get("units", [])]})
 
 
 @dataclass
@@ -524,7 +448,7 @@ SECTIONS: dict[str, Any] = {"cache": CacheSection, "kernels": KernelsSection, "e
 
 
 @dataclass
-class Run:
+class Run(Record):
     """One run of a profile: full, frozen, cached, or the user loop's."""
 
     name: str
@@ -586,8 +510,8 @@ class Run:
     def warn(self, part: str, text: str) -> None:
         self.warnings.append(RunWarning(part, text))
 
-    def to_dict(self) -> dict[str, Any]:
-        memory = asdict(self.memory)
+    def to_dict(self) -> dict[str, Any]:  # phases_ms (a dict of Stats) and computed keys, in the file's order
+        memory = self.memory.to_dict()
         memory["units_total"] = {k: self.units_total(k) for k in ("param_bytes", "grad_bytes",
                                  "optimizer_state_bytes", "saved_bytes", "weight_cast_bytes")}
         return {
@@ -602,33 +526,17 @@ class Run:
             "step_wall_ms": self.step_wall_ms.to_dict(),
             "cpu_ms": self.cpu_ms.to_dict(),
             "memory": memory,
-            "timeline": [asdict(s) for s in self.timeline],
+            "timeline": [s.to_dict() for s in self.timeline],
             "timeline_step": self.timeline_step,
             "timeline_step_ms": self.timeline_step_ms,
-            "warnings": [asdict(w) for w in self.warnings],
+            "warnings": [w.to_dict() for w in self.warnings],
             **{name: (s.to_dict() if (s := getattr(self, name)) else None) for name in SECTIONS},
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Run:
-        sections = {name: kind.from_dict(d[name]) for name, kind in SECTIONS.items() if d.get(name)}
-        return cls(
-            name=d["name"],
-            freeze=int(d["freeze"]),
-            step_ms=Stats.from_dict(d["step_ms"]),
-            phases_ms={k: Stats.from_dict(v) for k, v in d["phases_ms"].items()},
-            units=[UnitRun.from_dict(u) for u in d["units"]],
-            plain_step_ms=Stats.from_dict(d["plain_step_ms"]),
-            cpu_ms=Stats.from_dict(d.get("cpu_ms", {"samples": []})),
-            plain_wall_ms=Stats.from_dict(d.get("plain_wall_ms", {"samples": []})),
-            step_wall_ms=Stats.from_dict(d.get("step_wall_ms", {"samples": []})),
-            memory=Memory.from_dict(d.get("memory", {})),
-            timeline=[Span(**s) for s in d.get("timeline", [])],
-            timeline_step=d.get("timeline_step"),
-            timeline_step_ms=d.get("timeline_step_ms"),
-            warnings=[RunWarning(**w) for w in d.get("warnings", [])],
-            **sections,
-        )
+        phases = {k: Stats.from_dict(v) for k, v in d["phases_ms"].items()}  # a dict of Stats
+        return super().from_dict({**d, "phases_ms": phases})
 
 
 # -- checks on load -----------------------------------------------------------------------
