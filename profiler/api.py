@@ -10,9 +10,10 @@ the moment ``with prof.step()`` is entered to the moment it is left: all the
 profiler does for the step (hooks switched on and off, marks, synchronisation,
 read-out) is inside that figure, and the overhead ratio is the ratio of the two
 kinds' wall-to-wall medians (docs/design.md §3). Inside ``with prof:`` the
-unit hooks are registered at the first instrumented step and kept until the block
-ends (or a step raises), on the modules only during instrumented steps; outside
-it each step installs its own.
+unit hooks are registered when the block is entered and kept until it ends (a
+failed step takes them off, the next instrumented step registers them again),
+on the modules only during instrumented steps; outside it each step installs
+its own.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from .document import (
 from .errors import TlprofError
 from .instrument import Instrumenter, MarkListener, PlainTimer, StepInfo
 from .launch import analyse_step, launch_section
-from .marks import PHASES, Label, StepSample, check_phase
+from .marks import PHASES, Label, StepSample, attribute
 from .memory import AllocatorTrace, SavedBytes, static_memory
 from .stats import Stats
 from .units import Unit, find_units
@@ -92,12 +93,11 @@ class Profiler:
         self._steps_started = 0
         self._scheduled = 0  # position in the warm-up, memory, plain/timed schedule
         self._rewarm = 0  # dropped steps still owed before the schedule goes on
-        self.samples: list[StepSample] = []
         self.plain_ms: list[float] = []
         self.wall = wall  # ns; the wall-to-wall figure of each plain and instrumented step
         self.plain_wall_ms: list[float] = []
         self.step_wall_ms: list[float] = []
-        self.host_timelines: list[list[float]] = []  # host stamps beside each kept step's marks
+        self.host_timelines: list[list[int]] = []  # host stamps (ns) beside each kept step's marks
         self._entered = False
         self.cpu_ms: list[float] = []  # the process's CPU time in each kept instrumented step
         self.timelines: list[list[tuple[Label, float]]] = []  # marks of each kept step, in ms
@@ -118,6 +118,7 @@ class Profiler:
 
     def __enter__(self) -> Profiler:
         self._entered = True
+        self._instrumenter.install()  # once for the block, off the modules between its steps
         if self._hook_optimizer:
             self._handles = [
                 self.optimizer.register_step_pre_hook(lambda *_: self.begin("optimizer")),
@@ -127,11 +128,6 @@ class Profiler:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def suspend(self) -> None:
-        """The unit hooks unregistered until this profiler's next instrumented step (another
-        run's turn)."""
-        self._instrumenter.remove()
 
     def close(self) -> None:
         """Every hook off the model and the optimizer (what ``with prof:`` does on leaving)."""
@@ -145,7 +141,7 @@ class Profiler:
         """Mark the start of a named phase (zero_grad, loss_fwd, loss_bwd, optimizer, other); an
         unknown name is refused at once, inside a step or not."""
         if self._timer is None:
-            check_phase(phase)
+            Label.phase(phase)  # refuses an unknown name
         else:
             self._timer.begin(phase)  # which checks it
 
@@ -168,7 +164,7 @@ class Profiler:
     def step(self) -> Iterator[Profiler]:
         start = self.wall()
         kind = self.next_kind()
-        info = StepInfo(self.name, self._steps_started, kind, self.units)
+        info = StepInfo(self.name, self._steps_started, kind, self.units) if self._step_listeners else None
         self._steps_started += 1
         if self._rewarm:
             self._rewarm -= 1
@@ -209,11 +205,11 @@ class Profiler:
 
     def _timed_step(self, keep: bool) -> Iterator[Profiler]:
         inst = self._instrumenter
-        cpu_start = time.process_time_ns()
         if self._entered:
-            inst.install()  # once; kept (off the modules between steps) until close()
+            inst.install()  # again only after a failed step took them off
+        cpu_start = time.process_time_ns() if keep else 0
         try:
-            with inst.step(install=not self._entered) as result:
+            with inst.step() as result:
                 self._timer = inst
                 try:
                     yield self
@@ -224,9 +220,8 @@ class Profiler:
             raise
         if keep:
             self.cpu_ms.append((time.process_time_ns() - cpu_start) / 1e6)
-            self.samples.append(result.sample)
             self.timelines.append(result.times)
-            self.host_timelines.append(result.host_times)
+            self.host_timelines.append(result.host_ns)
 
     def _memory_step(self) -> Iterator[Profiler]:
         trace = AllocatorTrace(self.device) if self.device.type == "cuda" else None
@@ -258,26 +253,34 @@ class Profiler:
         units = [UnitInfo(**u.to_dict()) for u in self.units]
         return RunDocument(Meta.from_dict({**base, **given}), units, {run: self.run(run)})
 
+    @property
+    def samples(self) -> list[StepSample]:
+        """The kept steps attributed (after the run, not inside its timed steps)."""
+        return [attribute(t, len(self.units)) for t in self.timelines]
+
     def run(self, name: str = "user", freeze: int = 0) -> Run:
-        if not self.samples:
+        samples = self.samples
+        if not samples:
             needed = self.warmup + 3
             raise TlprofError(
                 f"no measured step: profile at least {needed} steps "
                 f"({self.warmup} warm-up, 1 memory, then plain and instrumented in turn)"
             )
         saved_units = self.saved.unit_bytes(len(self.units)) if self.saved else [0] * len(self.units)
-        units = [self._unit_run(i, u, saved) for i, (u, saved) in enumerate(zip(self.units, saved_units))]
-        typical = median_step(self.samples)
+        units = [self._unit_run(i, u, saved, samples)
+                 for i, (u, saved) in enumerate(zip(self.units, saved_units))]
+        typical = median_step(samples)
         run = Run(
-            name=name, freeze=freeze, step_ms=Stats([s.step_ms for s in self.samples]),
-            phases_ms={p: Stats([s.phases_ms[p] for s in self.samples]) for p in PHASES},
+            name=name, freeze=freeze, step_ms=Stats([s.step_ms for s in samples]),
+            phases_ms={p: Stats([s.phases_ms[p] for s in samples]) for p in PHASES},
             units=units, plain_step_ms=Stats(self.plain_ms or [float("nan")]), cpu_ms=Stats(self.cpu_ms),
             plain_wall_ms=Stats(self.plain_wall_ms), step_wall_ms=Stats(self.step_wall_ms),
             memory=self.memory, timeline=timeline_spans(self.timelines[typical], self.units),
-            timeline_step=typical + 1, timeline_step_ms=self.samples[typical].step_ms,
+            timeline_step=typical + 1, timeline_step_ms=samples[typical].step_ms,
         )
         if self.host_timelines and all(self.host_timelines):
-            steps = [analyse_step(t, h) for t, h in zip(self.timelines, self.host_timelines)]
+            steps = [analyse_step(t, [(h - hs[0]) / 1e6 for h in hs])
+                     for t, hs in zip(self.timelines, self.host_timelines)]
             run.launch = launch_section(steps, len(self.units))
         if self.comm is not None:
             self._add_distributed(run)
@@ -293,9 +296,9 @@ class Profiler:
         for text in self.comm.warnings:
             run.warn("ddp", text)
 
-    def _unit_run(self, i: int, unit: Unit, saved_bytes: int) -> UnitRun:
-        record = UnitRun(unit.index, Stats([s.fwd_ms[i] for s in self.samples]),
-                         Stats([s.bwd_ms[i] for s in self.samples]), saved_bytes=saved_bytes)
+    def _unit_run(self, i: int, unit: Unit, saved_bytes: int, samples: list[StepSample]) -> UnitRun:
+        record = UnitRun(unit.index, Stats([s.fwd_ms[i] for s in samples]),
+                         Stats([s.bwd_ms[i] for s in samples]), saved_bytes=saved_bytes)
         if self.optimizer is not None:
             for key, value in static_memory(unit, self.optimizer).items():
                 setattr(record, key, value)

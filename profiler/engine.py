@@ -36,7 +36,6 @@ from .runner import (
     RunContext,
     RunExtra,
     Workload,
-    backend_flags,
     check_freeze,
     device_name,
     guard_batch,
@@ -48,7 +47,7 @@ from .runner import (
     run_steps,
     set_precision_flags,
 )
-from .state import ModelState
+from .state import ModelState, backend_flags
 from .units import Unit, find_units
 from .workload import ModelSpec, as_spec, describe_batch, eager
 
@@ -183,8 +182,11 @@ class _Turns:
                 self._blocks({name: turn})
                 runs[name] = self._finish(name, *turn)
             finally:
+                turn[1].close()
+                self._opened.remove(turn[1])
                 turn[0].model = self.model
-                gc.collect()  # the wrapper's reducer goes now, and its gradient hooks with it
+                del turn  # nothing holds the wrapper now: its reducer and gradient hooks go
+                gc.collect()
         return runs
 
     def _start(self, name: str, placed: ModelState) -> tuple[RunContext, Profiler, Any]:
@@ -197,10 +199,9 @@ class _Turns:
             n_frozen = self.cfg.freeze if name == "frozen" else 0
             ctx = prepare_run(self.model, self.units, self.work, self.cfg, name, n_frozen, self.wrap)
         prof = run_profiler(ctx, self.listeners)
-        self._opened.append(prof.__enter__())  # hooks installed once for the run (docs/design.md §3)
+        self._opened.append(prof.__enter__())  # hooks registered once for the run (docs/design.md §3)
         done = _counter(self.progress, name, self.cfg.steps_per_run)
         run_steps(ctx, prof, self.cfg.warmup + 1, done)
-        prof.suspend()
         prof.optimizer = ctx.fresh_optimizer()
         return ctx, prof, done
 
@@ -210,7 +211,6 @@ class _Turns:
                 ctx.activate()
                 prof.rewarm(self.cfg.rewarm_steps)
                 run_steps(ctx, prof, self.cfg.rewarm_steps + 2 * pairs, done)
-                prof.suspend()
 
     def _finish(self, name: str, ctx: RunContext, prof: Profiler, _done: Any) -> Run:
         prof.close()  # the extras run their own steps on a model without this run's hooks

@@ -79,20 +79,21 @@ def _backward_of(producer: Label) -> Label:
 
 @dataclass
 class StepResult:
-    """Filled in when a ``with instrumenter.step()`` block ends without an error."""
+    """Filled in when a ``with instrumenter.step()`` block ends without an error: the marks, ms from
+    the step's start, and the host stamps beside them (ns, when ``host_stamps``). Attribution
+    waits until asked for (``sample``), outside the timed step."""
 
-    sample: StepSample | None = None
-    times: list[tuple[Label, float]] = field(default_factory=list)  # marks, ms from the step's start
-    host_times: list[float] = field(default_factory=list)  # host stamps beside them (host_stamps on)
+    n_units: int
+    times: list[tuple[Label, float]] = field(default_factory=list)
+    host_ns: list[int] = field(default_factory=list)
+
+    @property
+    def sample(self) -> StepSample | None:
+        return attribute(self.times, self.n_units) if self.times else None
 
 
 LOSS_FWD = Label.phase("loss_fwd")
 _next_sequence_nr = torch.autograd._get_sequence_nr  # the number the next autograd node made here gets
-
-
-@contextmanager
-def _held() -> Iterator[None]:
-    yield
 
 
 class Instrumenter:
@@ -108,7 +109,6 @@ class Instrumenter:
         self.clock = clock
         self.listeners = list(listeners)
         self.marks: list[tuple[Label, Any]] = []
-        self.last_times: list[tuple[Label, float]] = []  # the last step's marks, ms from its start
         self.current: Label = OTHER
         self.active = False
         self._hooked: dict[int, Any] = {}  # nodes and leaves hooked this step, held so ids stay unique
@@ -121,7 +121,6 @@ class Instrumenter:
         self.host_marks: list[int] = []  # perf_counter_ns beside each mark, when host_stamps
         self.host_stamps = False
         self.host_ns = time.perf_counter_ns  # the host clock beside the mark clock
-        self.last_host_times: list[float] = []  # the last step's host stamps, ms from its start
 
     # -- hooks ---------------------------------------------------------------
 
@@ -143,9 +142,7 @@ class Instrumenter:
     def _unit_pre_hook(self, index: int):
         label = Label.fwd(index)
 
-        def hook(_module: nn.Module, args: tuple) -> None:
-            if not self.active:
-                return
+        def hook(_module: nn.Module, args: tuple) -> None:  # attached only while active
             tensor = args[0] if args and type(args[0]) is torch.Tensor else first_tensor(args)
             start = self._backward_start(tensor)  # before the mark: a leaf's producer is what runs
             self._open(label)
@@ -195,8 +192,6 @@ class Instrumenter:
         return hook
 
     def _output_hook(self, _module: nn.Module, _args: tuple, output: Any) -> None:
-        if not self.active:
-            return
         # Every output that needs grad: only those the loss uses get a gradient, and the first
         # one ready begins its own producer's backward.
         hooked = [start for out in all_tensors(output) if (start := self._backward_start(out)) is not None]
@@ -215,9 +210,9 @@ class Instrumenter:
 
     def install(self) -> None:
         """Register the forward hooks (once: a second call does nothing), detached: they sit in the
-        modules' hook dicts only during an instrumented step (``_attach``), so a run may keep them
-        from its first instrumented step to its end while its plain steps take the modules' plain
-        path (PyTorch dispatches any registered hook, even one that returns at once)."""
+        modules' hook dicts only during an instrumented step (``_attach``), so a run keeps them to its
+        end while its plain steps take the modules' plain path (PyTorch dispatches any registered
+        hook, even one that returns at once)."""
         if self._handles:
             return
         hooks = [(u.module.register_forward_pre_hook, self._unit_pre_hook(u.index)) for u in self.units]
@@ -260,17 +255,17 @@ class Instrumenter:
     # -- steps ---------------------------------------------------------------
 
     @contextmanager
-    def step(self, install: bool = True) -> Iterator[StepResult]:
-        """One marked step: hooks installed (unless the caller holds them), the first and last
-        marks stamped, the times read once after the block; hooks off even when it raises."""
-        result = StepResult()
-        with self.installed() if install else _held():
+    def step(self) -> Iterator[StepResult]:
+        """One marked step: hooks installed (unless they already are), the first and last marks
+        stamped, the times read once after the block; hooks off even when it raises."""
+        result = StepResult(len(self.units))
+        with self.installed():
             self._begin_step()
             try:
                 yield result
-                result.sample = self._end_step()
-                result.times = self.last_times
-                result.host_times = self.last_host_times if self.host_stamps else []
+                result.times = self._end_step()
+                if self.host_stamps:
+                    result.host_ns = list(self.host_marks)
             finally:
                 self.active = False
                 self._detach()
@@ -284,32 +279,29 @@ class Instrumenter:
         self._begin_step()
 
     def _forget(self) -> None:
-        """Drop the step's tensors and autograd nodes (held so ids stay unique within the step)."""
+        """Drop the step's marks, tensors and autograd nodes (held so ids stay unique in the step)."""
+        self.marks.clear()
+        self.host_marks.clear()
         self._hooked.clear()
-        self._span_seqs = []
-        self._span_labels = []
+        self._span_seqs.clear()
+        self._span_labels.clear()
 
     def _begin_step(self) -> None:
-        self.marks = []
-        self.host_marks = []
-        self._forget()
         self._end_queued = False
         self._attach()
         self.active = True
         self._open(OTHER)
 
-    def _end_step(self) -> StepSample:
+    def _end_step(self) -> list[tuple[Label, float]]:
+        """The step's marks as ms from its first; the only read-out inside the step, since the
+        clock's stamps (CUDA events) are recycled for the next one."""
         self.mark(END)
         self.active = False
         self.clock.sync()
         first = self.marks[0][1]
         times = [(label, self.clock.elapsed_ms(first, stamp)) for label, stamp in self.marks]
         self.clock.recycle()
-        self.last_times = times
-        if self.host_stamps:
-            h0 = self.host_marks[0]
-            self.last_host_times = [(h - h0) / 1e6 for h in self.host_marks]
-        return attribute(times, len(self.units))
+        return times
 
 
 class PlainTimer:

@@ -72,9 +72,6 @@ END = Label("end", "")
 OTHER = PHASE_LABELS["other"]
 
 
-def check_phase(name: str) -> None:
-    Label.phase(name)
-
 
 @dataclass
 class StepSample:
