@@ -1,24 +1,23 @@
 """Data-parallel profiling under torchrun and DDP (docs/design.md §9).
 
 Every rank profiles the same steps with the same marks; a DDP communication
-hook wraps the default all-reduce and stamps each gradient bucket when it is
-launched (the hook is called: the bucket is ready) and when its future
-completes. On CUDA the stamps are CUDA events recorded on the current stream,
-which PyTorch makes wait on NCCL's stream before the future's callback runs; on
-gloo they are the host clock. Rank 0 gathers the ranks' run documents over the
-process group. The process group comes from torchrun's environment (or is the
-user's own); tlprof has no launcher and no transport of its own.
+hook wraps the default all-reduce and, in the timed steps only, stamps each
+gradient bucket when it is launched (the hook is called: the bucket is ready)
+and when its future completes. On CUDA the stamps are CUDA events recorded on
+the current stream, which PyTorch makes wait on NCCL's stream before the
+future's callback runs; on gloo they are the host clock. Rank 0 gathers the
+ranks' run documents over the process group. The process group comes from
+torchrun's environment (or is the user's own); tlprof has no launcher and no
+transport of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import re
 import signal
 import socket
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -30,27 +29,20 @@ from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.nn.parallel import DistributedDataParallel
 
+from .clock import Clock, clock_for
+from .defaults import DDP_TIMEOUT_S as DEFAULT_TIMEOUT_S
 from .document import BucketRecord, CommSection, DistributedSection, RankRun, Run, RunDocument
-from .errors import TlprofError
+from .errors import TlprofError, first_line
 from .instrument import StepInfo
 from .marks import Label
+from .memory import tensor_bytes, total_bytes
 from .stats import Stats
 from .units import Unit
 
 ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 LAUNCH_HINT = "launch with: torchrun --nproc-per-node N -m tlprof profile ... --ddp"
-DEFAULT_TIMEOUT_S = 120.0
 # Options that may differ between ranks: each rank has its own device.
 PER_RANK_OPTIONS = {"device"}
-
-
-def is_ddp(model: nn.Module) -> bool:
-    return isinstance(model, DistributedDataParallel)
-
-
-def inner_module(model: nn.Module) -> nn.Module:
-    """The user's module inside a DDP wrapper: units are found and hooked there."""
-    return model.module if is_ddp(model) else model
 
 
 # -- the launch ----------------------------------------------------------------------------
@@ -66,15 +58,19 @@ class LaunchEnv:
     local_world_size: int
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> LaunchEnv:
-        missing = [k for k in ENV_KEYS if not environ.get(k)]
+    def from_environ(cls, environ: Mapping[str, str] = os.environ,
+                     group: tuple[int, int] | None = None) -> LaunchEnv:
+        """torchrun's variables; with ``group`` (rank and world size of the user's own process
+        group) only the local ones, where they are set."""
+        missing = [k for k in ENV_KEYS if not environ.get(k)] if group is None else []
         if missing:
             raise TlprofError(f"--ddp needs torchrun's environment ({', '.join(missing)} not set); "
                               f"{LAUNCH_HINT}")
         try:
-            world = int(environ["WORLD_SIZE"])
-            return cls(int(environ["RANK"]), world, int(environ["LOCAL_RANK"]),
-                       int(environ.get("LOCAL_WORLD_SIZE", world)))
+            rank, world = group or (int(environ["RANK"]), int(environ["WORLD_SIZE"]))
+            local = int(environ.get("LOCAL_RANK", rank))
+            # LOCAL_WORLD_SIZE unset (not torchrun): at least this rank's index + 1 ranks are here
+            return cls(rank, world, local, int(environ.get("LOCAL_WORLD_SIZE", local + 1)))
         except ValueError as exc:
             raise TlprofError(f"torchrun's environment is not numbers: {exc}") from exc
 
@@ -87,16 +83,15 @@ def check_devices(device_type: str, local_world_size: int, available: int) -> No
             f"one rank per GPU, so use --nproc-per-node {available} or fewer (or --device cpu)")
 
 
-def rank_device(spec: str, local_rank: int) -> torch.device:
+def rank_device(spec: str, env: LaunchEnv) -> torch.device:
     """cuda:LOCAL_RANK when the run is on CUDA (auto with a GPU, cuda, cuda:N), else the CPU."""
     cuda = spec.startswith("cuda") or (spec == "auto" and torch.cuda.is_available())
     if not cuda:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise TlprofError(f"--device {spec}: CUDA is not available on this machine; use --device cpu")
-    check_devices("cuda", int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1)),
-                  torch.cuda.device_count())
-    return torch.device("cuda", local_rank)
+    check_devices("cuda", env.local_world_size, torch.cuda.device_count())
+    return torch.device("cuda", env.local_rank)
 
 
 @dataclass
@@ -173,7 +168,7 @@ COMM_FAILURE_MARKS = ("gloo", "nccl", "connection", "timed out", "timeout", "pee
 
 def comm_reason(exc: BaseException) -> str:
     """The innermost message of a chained callback error, without gloo's source location."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    text = first_line(exc)
     text = text.rsplit("Error: ", 1)[-1]
     return re.sub(r"^\[[^\]]*\]\s*", "", text)[:160]
 
@@ -189,12 +184,11 @@ def open_group(device_spec: str, options: DdpOptions) -> Group:
     """The user's process group when there is one, else one made from torchrun's environment."""
     options.validate()
     if dist.is_initialized():
-        rank = dist.get_rank()
-        local = int(os.environ.get("LOCAL_RANK", rank))
-        return Group(rank, dist.get_world_size(), str(dist.get_backend()), rank_device(device_spec, local),
+        env = LaunchEnv.from_environ(group=(dist.get_rank(), dist.get_world_size()))
+        return Group(env.rank, env.world_size, str(dist.get_backend()), rank_device(device_spec, env),
                      options, owned=False)
     env = LaunchEnv.from_environ()
-    device = rank_device(device_spec, env.local_rank)
+    device = rank_device(device_spec, env)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -223,37 +217,28 @@ def check_same_options(per_rank: Sequence[Mapping[str, Any]]) -> None:
                 f"{options.get(key)!r} on rank {rank}; launch every rank with the same command")
 
 
-def release(model: nn.Module) -> None:
-    """Drop a DDP wrapper's reducer now, so its gradient hooks leave the user's parameters."""
-    del model
-    gc.collect()
-
-
 # -- the communication hook ----------------------------------------------------------------
-
-
-def _stamp(device: torch.device) -> Any:
-    if device.type == "cuda":
-        event = torch.cuda.Event(enable_timing=True)
-        event.record()  # on the current stream, which the future's callback has made wait on NCCL's
-        return event
-    return time.perf_counter_ns()
-
-
-def _elapsed_ms(start: Any, end: Any) -> float:
-    if isinstance(start, int):
-        return (end - start) / 1e6
-    return start.elapsed_time(end)
 
 
 @dataclass
 class _Bucket:
+    """What a gradient bucket holds; kept by its index while its buffer and parameters stay (DDP
+    rebuilds its buckets once, after the first step)."""
+
     index: int
     bytes: int
     numel: int
     dtype: str
     params: int
     units: list[int]
+    key: tuple[Any, ...]  # buffer numel and dtype, the parameters' ids: unchanged, the rest is too
+
+
+@dataclass
+class _Launch:
+    """One bucket's all-reduce in a timed step: the clock's stamps at launch and at completion."""
+
+    bucket: _Bucket
     launch: Any
     finish: Any = None
 
@@ -288,21 +273,26 @@ class StepComm:
 
 @dataclass
 class CommRecorder:
-    """The DDP communication hook (the default all-reduce, stamped) and a step listener."""
+    """The DDP communication hook (the default all-reduce, stamped in timed steps only) and a step
+    listener. Its clock is the device's (``clock_for``: pooled CUDA events, or the host clock),
+    read and recycled at the end of each timed step."""
 
     device: torch.device
     units: Sequence[Unit]
     backend: str = ""
     steps: list[StepComm] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    clock: Clock = field(init=False)
+    _notes: list[str] = field(default_factory=list)  # from attach
     _unit_of: dict[int, int] = field(default_factory=dict)
-    _live: list[_Bucket] = field(default_factory=list)
+    _buckets: dict[int, _Bucket] = field(default_factory=dict)  # by bucket index
+    _live: list[_Launch] = field(default_factory=list)
+    _timed: bool = False  # in a timed step: the hook stamps
     _t0: Any = None
-    _kind: str = ""
     _in_bwd: bool = False
     _bwd_end: Any = None
 
     def __post_init__(self) -> None:
+        self.clock = clock_for(self.device)
         self._unit_of = {p.data_ptr(): u.index for u in self.units for p in u.params}
 
     def attach(self, ddp: DistributedDataParallel) -> bool:
@@ -310,50 +300,74 @@ class CommRecorder:
         try:
             ddp.register_comm_hook(ddp.process_group, self.hook)
         except RuntimeError as exc:  # the user's model has a hook already: it can be registered once
-            self.warnings.append(f"communication not recorded: {str(exc).splitlines()[0]}")
+            self._notes.append(f"communication not recorded: {first_line(exc)}")
             return False
         return True
 
     def hook(self, group, bucket):  # noqa: ANN001, ANN201 - DDP refuses string annotations here
-        """Called by DDP's reducer when ``bucket`` (a ``dist.GradBucket``) is ready."""
-        buffer = bucket.buffer()
-        params = bucket.parameters()
-        record = _Bucket(
-            bucket.index(), buffer.numel() * buffer.element_size(), buffer.numel(),
-            str(buffer.dtype).removeprefix("torch."), sum(p.numel() for p in params),
-            sorted({self._unit_of[p.data_ptr()] for p in params if p.data_ptr() in self._unit_of}),
-            _stamp(self.device),
-        )
+        """Called by DDP's reducer when ``bucket`` (a ``dist.GradBucket``) is ready; outside timed
+        steps it is the plain all-reduce."""
+        if not self._timed:
+            return allreduce_hook(group, bucket)
+        info = self._bucket(bucket)
+        record = _Launch(info, self.clock.stamp())
         self._live.append(record)
 
         def done(fut: torch.futures.Future[torch.Tensor]) -> torch.Tensor:
-            record.finish = _stamp(self.device)
+            record.finish = self.clock.stamp()  # on CUDA: the current stream, made to wait on NCCL's
             return fut.value()
 
         return allreduce_hook(group, bucket).then(done)
 
+    def _bucket(self, bucket: dist.GradBucket) -> _Bucket:
+        buffer, params = bucket.buffer(), bucket.parameters()
+        key = (buffer.numel(), buffer.dtype, tuple(map(id, params)))
+        known = self._buckets.get(bucket.index())
+        if known is not None and known.key == key:
+            return known
+        units = sorted({self._unit_of[p.data_ptr()] for p in params if p.data_ptr() in self._unit_of})
+        known = _Bucket(bucket.index(), tensor_bytes(buffer), buffer.numel(),
+                        str(buffer.dtype).removeprefix("torch."), sum(p.numel() for p in params), units, key)
+        self._buckets[known.index] = known
+        return known
+
     # -- steps --------------------------------------------------------------
 
     def on_step_begin(self, step: StepInfo) -> None:
-        self._live, self._kind, self._in_bwd, self._bwd_end = [], step.kind, False, None
-        self._t0 = _stamp(self.device)
+        self._timed = step.kind == "timed"
+        self._live, self._in_bwd, self._bwd_end = [], False, None
+        self._t0 = self.clock.stamp() if self._timed else None
 
     def on_mark(self, label: Label) -> None:
+        if not self._timed:
+            return
         if self._in_bwd and label.kind != "bwd":
-            self._bwd_end = _stamp(self.device)  # the last one seen is backward's end
+            self._bwd_end = self.clock.stamp()  # the last one seen is backward's end
         self._in_bwd = label.kind == "bwd"
 
     def on_step_end(self, step: StepInfo) -> None:
-        if self._kind != "timed" or self._t0 is None:
+        if not self._timed:
             return
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        done = [b for b in self._live if b.finish is not None]
-        rows = [(b, _elapsed_ms(self._t0, b.launch), _elapsed_ms(self._t0, b.finish)) for b in done]
-        end = None if self._bwd_end is None else _elapsed_ms(self._t0, self._bwd_end)
+        self._timed = False
+        self.clock.sync()
+
+        def ms(stamp: Any) -> float:
+            return self.clock.elapsed_ms(self._t0, stamp)
+
+        rows = [(r.bucket, ms(r.launch), ms(r.finish)) for r in self._live if r.finish is not None]
+        end = None if self._bwd_end is None else ms(self._bwd_end)
+        self.clock.recycle()
+        self._live, self._t0, self._bwd_end = [], None, None
         self.steps.append(StepComm(sorted(rows, key=lambda r: r[0].index), end))
 
     # -- the run's section --------------------------------------------------
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the run's document should say about the recording (the same on every call)."""
+        sizes = sorted({s.bytes for s in self.steps})
+        differ = [f"bytes all-reduced differ between steps: {sizes}"] if len(sizes) > 1 else []
+        return [*self._notes, *differ]
 
     def section(self, rank: int, world_size: int, grad_bytes: int) -> DistributedSection:
         return DistributedSection(world_size=world_size, backend=self.backend, rank=rank,
@@ -362,9 +376,6 @@ class CommRecorder:
     def comm(self, grad_bytes: int) -> CommSection | None:
         if not self.steps:
             return None
-        sizes = {s.bytes for s in self.steps}
-        if len(sizes) > 1:
-            self.warnings.append(f"bytes all-reduced differ between steps: {sorted(sizes)}")
         last = self.steps[-1]
         buckets = [BucketRecord(b.index, b.bytes, b.numel, b.dtype, b.params, b.units,
                                 Stats(_per_bucket(self.steps, b.index, 1)),
@@ -397,7 +408,7 @@ def padding_statement(bytes_per_step: int, grad_bytes: int, buckets: Sequence[Bu
 
 def grad_bytes(model: nn.Module) -> int:
     """What the buckets must hold: each trainable parameter's gradient, at its dtype."""
-    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return total_bytes(p for p in model.parameters() if p.requires_grad)
 
 
 # -- rank 0's document ---------------------------------------------------------------------

@@ -28,16 +28,15 @@ import torch
 from .api import Profiler
 from .clock import Clock
 from .document import GraphSection, Run
-from .errors import TlprofError
+from .errors import TlprofError, first_line
 from .instrument import Instrumenter
 from .marks import END, OTHER, Label, StepSample, attribute
-from .runner import ProfileConfig, RunContext, prepare_run, run_profiler
+from .runner import NullMarker, ProfileConfig, RunContext, prepare_run, run_profiler
 from .state import ModelState
 from .units import Unit
 from .workload import Workload
 
 GRAPH_WARMUP = 3  # side-stream steps before capture (PyTorch's recipe uses a few)
-EAGER_ONLY = ("--kernels", "--energy", "--trace", "--ddp")
 
 
 class GraphBackend(Protocol):
@@ -47,13 +46,15 @@ class GraphBackend(Protocol):
 
     def mark_clock(self) -> Clock: ...
 
-    def capture(self, fn: Callable[[], None]) -> Any: ...
+    def capture(self, fn: Callable[[], None]) -> Any:
+        """``fn`` captured: an opaque graph, which ``replay`` and ``pool_bytes`` take."""
 
     def replay(self, graph: Any) -> None: ...
 
     def sync(self) -> None: ...
 
-    def pool_bytes(self) -> int: ...
+    def pool_bytes(self, graph: Any) -> int:
+        """What ``graph``'s own capture reserved (its private pool)."""
 
 
 class ExternalEventClock:
@@ -76,10 +77,16 @@ class ExternalEventClock:
         pass  # the events belong to the graph
 
 
+@dataclass
+class CapturedGraph:
+    graph: torch.cuda.CUDAGraph
+    pool_bytes: int  # what the reserved memory grew by over the capture: the graph's private pool
+
+
 class CudaGraphBackend:
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self._reserved_after = 0
+        self._reserved = 0  # every capture's pool_bytes, summed
 
     def warmup(self, fn: Callable[[], None], steps: int) -> None:
         side = torch.cuda.Stream(self.device)
@@ -93,25 +100,27 @@ class CudaGraphBackend:
     def mark_clock(self) -> Clock:
         return ExternalEventClock()
 
-    def capture(self, fn: Callable[[], None]) -> Any:
+    def capture(self, fn: Callable[[], None]) -> CapturedGraph:
         self.sync()
         before = torch.cuda.memory_reserved(self.device)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):  # its own private pool
             fn()
         self.sync()
-        self._reserved_after += torch.cuda.memory_reserved(self.device) - before
-        return graph
+        captured = CapturedGraph(graph, torch.cuda.memory_reserved(self.device) - before)
+        self._reserved += captured.pool_bytes
+        return captured
 
-    def replay(self, graph: Any) -> None:
-        graph.replay()
+    def replay(self, captured: CapturedGraph) -> None:
+        captured.graph.replay()
 
     def sync(self) -> None:
         torch.cuda.synchronize(self.device)
 
-    def pool_bytes(self) -> int:
-        """Memory reserved by the captures (the graphs' private pools), summed."""
-        return self._reserved_after
+    def pool_bytes(self, captured: CapturedGraph | None = None) -> int:
+        """What ``captured``'s capture reserved; without one, every capture on this backend's, summed
+        (benchmarks/graph_stages.py)."""
+        return self._reserved if captured is None else captured.pool_bytes
 
 
 @dataclass
@@ -135,11 +144,13 @@ class GraphCapture:
     plain_ms: list[float] = field(default_factory=list)
     step_wall_ms: list[float] = field(default_factory=list)
     plain_wall_ms: list[float] = field(default_factory=list)
+    pool_bytes: int = 0  # reserved by this run's two captures
 
     def capture(self) -> None:
-        self.backend.warmup(lambda: self._step(_NoMarks()), GRAPH_WARMUP)
+        self.backend.warmup(lambda: self._step(NullMarker()), GRAPH_WARMUP)
         self.timed = self._capture(instrumented=True)
         self.plain = self._capture(instrumented=False)
+        self.pool_bytes = sum(self.backend.pool_bytes(s.graph) for s in (self.timed, self.plain))
 
     def _capture(self, instrumented: bool) -> CapturedStep:
         clock = self.backend.mark_clock()
@@ -193,11 +204,6 @@ class GraphCapture:
         return times
 
 
-class _NoMarks:
-    def begin(self, phase: str) -> None:
-        pass
-
-
 class _Ends:
     """The plain graph's marker: only the step's first and last marks."""
 
@@ -227,7 +233,7 @@ CAUSES = (
 
 def capture_error(exc: BaseException) -> TlprofError:
     """A failed capture as one line naming the cause, pointing to eager mode."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     cause = next((why for key, why in CAUSES if key.lower() in str(exc).lower()), f"capture failed: {text}")
     return TlprofError(f"--graph: the model cannot be captured as a CUDA graph: {cause}; "
                        "profile it in eager mode (without --graph)")
@@ -252,19 +258,20 @@ def graph_runs(model: torch.nn.Module, units: list[Unit], work: Workload, cfg: P
         cap = GraphCapture(ctx, backend)
         cap.capture()
         cap.measure(cfg.steps)
-        runs[name] = graph_run(cap, name, n_frozen, backend)
+        runs[name] = graph_run(cap, name, n_frozen)
         del cap
         gc.collect()
     return runs
 
 
-def graph_run(cap: GraphCapture, name: str, n_frozen: int, backend: GraphBackend) -> Run:
-    """The replays as a run, through the same Profiler.run as an eager run."""
+def graph_run(cap: GraphCapture, name: str, n_frozen: int) -> Run:
+    """The replays as a run, through the same Profiler.run as an eager run (which attributes the
+    timelines)."""
     prof: Profiler = run_profiler(cap.ctx)
-    prof.samples, prof.timelines, prof.plain_ms = cap.samples, cap.timelines, cap.plain_ms
+    prof.timelines, prof.plain_ms = cap.timelines, cap.plain_ms
     prof.step_wall_ms, prof.plain_wall_ms = cap.step_wall_ms, cap.plain_wall_ms
     run = prof.run(name, n_frozen)
-    run.graph = GraphSection(pool_bytes=backend.pool_bytes(), warmup_steps=GRAPH_WARMUP,
+    run.graph = GraphSection(pool_bytes=cap.pool_bytes, warmup_steps=GRAPH_WARMUP,
                              replays=len(cap.samples), marks=len(cap.timed.marks) if cap.timed else 0)
     run.warn("graph", "memory readings (saved bytes, allocator) are eager-only: profile without --graph "
                       "for them; the graphs' private pools are in graph.pool_bytes")

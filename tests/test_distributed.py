@@ -280,3 +280,72 @@ def test_engine_in_the_users_group_restores_the_model(one_rank_group):
     assert doc.runs["frozen"].distributed.comm.bytes_per_step == 4 * TAIL_PARAMS
     assert all(torch.equal(before[k], v.cpu()) for k, v in model.state_dict().items())
     assert all(p.requires_grad for p in model.parameters()) and not model._forward_pre_hooks
+
+
+def test_only_timed_steps_are_stamped_and_a_bucket_is_read_once(one_rank_group):
+    """Warm-up, memory and plain steps run the plain all-reduce; the buckets' facts are kept."""
+    import torch
+    from ddp_models import mlp
+    from torch.nn.parallel import DistributedDataParallel
+
+    from tlprof import Profiler
+
+    device = one_rank_group
+    model = mlp().to(device)
+    ids = [0] if device.type == "cuda" else None
+    ddp = DistributedDataParallel(model, device_ids=ids, bucket_cap_mb=0.01)  # several buckets
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(8, 16, device=device)
+    kinds, stamps = [], []
+    with Profiler(ddp, example=x[:1], optimizer=opt, warmup=1) as prof:
+        clock = prof.comm.clock
+        stamp = clock.stamp
+        clock.stamp = lambda: stamps.append(kinds[-1]) or stamp()  # the kind of the step stamping
+        for _ in range(6):
+            kinds.append(prof.next_kind())
+            with prof.step():
+                opt.zero_grad()
+                ddp(x).sum().backward()
+                opt.step()
+    assert kinds == ["warmup", "memory", "plain", "timed", "plain", "timed"]
+    assert len(stamps) > 4 and set(stamps) == {"timed"}
+    first, second = prof.comm.steps
+    assert len(first.buckets) > 1 and [b for b, _, _ in first.buckets] == [b for b, _, _ in second.buckets]
+    assert all(a is b for (a, _, _), (b, _, _) in zip(first.buckets, second.buckets))
+
+
+class _FakeBucket:
+    def __init__(self, index, params):
+        import torch
+
+        self._index, self._params = index, params
+        self._buffer = torch.empty(sum(p.numel() for p in params))
+
+    def index(self):
+        return self._index
+
+    def buffer(self):
+        return self._buffer
+
+    def parameters(self):
+        return self._params
+
+
+def test_a_bucket_is_read_again_when_it_changes_and_warnings_are_stated_once():
+    import torch
+    from ddp_models import mlp
+
+    from tlprof import find_units
+    from tlprof.distributed import CommRecorder, StepComm
+
+    model = mlp()
+    recorder = CommRecorder(torch.device("cpu"), find_units(model, torch.randn(1, 16)))
+    head, tail = list(model[0].parameters()), list(model[6].parameters())
+    bucket = recorder._bucket(_FakeBucket(0, head))
+    assert recorder._bucket(_FakeBucket(0, head)) is bucket and bucket.units == [1]
+    rebuilt = recorder._bucket(_FakeBucket(0, tail))  # DDP rebuilt its buckets: index 0 holds others
+    assert rebuilt is not bucket and (rebuilt.units, rebuilt.params) == ([4], 64 * 4 + 4)
+    recorder.steps = [StepComm([(bucket, 0.0, 1.0)], 1.0), StepComm([(rebuilt, 0.0, 1.0)], 1.0)]
+    recorder.comm(0)
+    recorder.comm(0)
+    assert recorder.warnings == [f"bytes all-reduced differ between steps: {[4 * 260, 4 * 1088]}"]

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
 import torch
 
-from tlprof import ProfileConfig, TlprofError, find_units, profile_model
-from tlprof.clock import HostClock
-from tlprof.graph import GRAPH_WARMUP
-from tlprof.instrument import Instrumenter
+from tlprof import ProfileConfig, TlprofError, profile_model
+from tlprof.graph import GRAPH_WARMUP, CudaGraphBackend
 
 MODELS = str(Path(__file__).parent / "models.py")
 INTERVAL_MS = 0.5
+POOL_BYTES = 1000  # the k-th capture reserves k times this
 CAPTURE_ERROR = "CUDA error: operation not permitted when stream is capturing"
 
 
@@ -25,9 +25,15 @@ class FakeEvent:
         return end.t - self.t
 
 
+class FakeGraph:
+    def __init__(self, events: list[FakeEvent], pool_bytes: int) -> None:
+        self.events, self.pool_bytes = events, pool_bytes
+
+
 class FakeBackend:
     """Captures by running the step once with events that only a replay stamps: each event of a
-    graph lands INTERVAL_MS after the one recorded before it."""
+    graph lands INTERVAL_MS after the one recorded before it. Each capture reserves its own pool,
+    a different size each (the k-th: k * POOL_BYTES)."""
 
     def __init__(self) -> None:
         self.warmups, self.captures, self.replays = [], 0, 0
@@ -67,18 +73,18 @@ class FakeBackend:
             fn()
         finally:
             torch.Tensor.item = real_item
-        return self._graph_events
+        return FakeGraph(self._graph_events, self.captures * POOL_BYTES)
 
-    def replay(self, events):
+    def replay(self, graph):
         self.replays += 1
-        for e in events:
+        for e in graph.events:
             e.t = self.replays * 1000.0 + e.index * INTERVAL_MS
 
     def sync(self):
         pass
 
-    def pool_bytes(self):
-        return 12345
+    def pool_bytes(self, graph):
+        return graph.pool_bytes
 
 
 @pytest.fixture
@@ -110,31 +116,67 @@ def _model():
 
 
 def _cfg(**kw):
-    return ProfileConfig(batch_size=4, input_shape=(4,), device="cpu", steps=3, warmup=0, graph=True, **kw)
+    base = {"batch_size": 4, "input_shape": (4,), "device": "cpu", "steps": 3, "warmup": 0, "graph": True}
+    return ProfileConfig(**{**base, **kw})
+
+
+def _labels(run):
+    """Each mark of the run's step but its last (END) as (kind, name, unit)."""
+    return [(s.kind, s.name, s.unit) for s in run.timeline]
 
 
 def test_replays_are_read_out_by_the_eager_marks_and_attribution(backend):
     model = _model()
-    doc = profile_model(model, _cfg(freeze=1, runs=("full", "frozen")), graph_backend=backend)
+    runs = {"freeze": 1, "runs": ("full", "frozen")}
+    doc = profile_model(model, _cfg(**runs), graph_backend=backend)
     assert backend.warmups == [GRAPH_WARMUP] * 2 and backend.captures == 4  # plain + marked, per run
     assert backend.replays == 2 * 3 * 2
     full, frozen = doc.runs["full"], doc.runs["frozen"]
-    # The marks captured are exactly an eager step's: the same hooks, the same attribution.
-    eager = Instrumenter(model, find_units(model, torch.randn(2, 4)), HostClock())
-    with eager.step() as result:
-        model(torch.randn(4, 4)).sum().backward()
     assert [s.kind for s in full.timeline if s.unit is not None][:3] == ["fwd"] * 3
     assert {s.unit for s in full.timeline if s.kind == "bwd"} == {1, 2, 3}
-    assert {lbl.kind for lbl, _ in result.times} <= {"fwd", "bwd", "phase", "end"}
+    # The marks captured are exactly an eager step's: the same hooks, in the same order.
+    eager = profile_model(model, _cfg(graph=False, **runs))
+    for name, run in doc.runs.items():
+        assert _labels(run) == _labels(eager.runs[name]) and run.graph.marks == len(run.timeline) + 1
+    # Each run's pool is its own two captures' (the full run captured first and second).
+    assert (full.graph.pool_bytes, frozen.graph.pool_bytes) == (POOL_BYTES * (1 + 2), POOL_BYTES * (3 + 4))
     for run in (full, frozen):
         assert [u.fwd_ms.median for u in run.units] == [INTERVAL_MS] * 3
         assert run.plain_step_ms.samples == [INTERVAL_MS] * 3  # first to last event of the plain graph
         assert run.step_ms.median == INTERVAL_MS * (run.graph.marks - 1)
-        assert run.graph.pool_bytes == 12345 and run.graph.replays == 3
+        assert run.graph.replays == 3
         assert any(w.part == "graph" and "eager-only" in w.text for w in run.warnings)
     assert [u.bwd_ms.median for u in full.units] == [INTERVAL_MS] * 3
     assert frozen.units[0].bwd_ms.median == 0 and frozen.units[1].bwd_ms.median == INTERVAL_MS
     assert full.graph.marks == frozen.graph.marks + 1  # the frozen unit has no backward mark
+
+
+def test_each_cuda_capture_reports_its_own_pool(monkeypatch):
+    """CudaGraphBackend with torch.cuda faked: a capture's figure is what the reserved memory grew
+    by during it, not the total so far (which the benchmarks still get without a graph)."""
+    reserved = [0]
+
+    class Graph:
+        replays = 0
+
+        def replay(self):
+            self.replays += 1
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: reserved[0])
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", lambda graph: contextlib.nullcontext())
+    backend = CudaGraphBackend(torch.device("cuda", 0))
+
+    def reserves(n):
+        def step():
+            reserved[0] += n
+        return step
+
+    first, second = backend.capture(reserves(3000)), backend.capture(reserves(5000))
+    assert (backend.pool_bytes(first), backend.pool_bytes(second), backend.pool_bytes()) == (3000, 5000, 8000)
+    backend.replay(second)
+    assert (first.graph.replays, second.graph.replays) == (0, 1)
 
 
 def test_a_model_that_syncs_in_forward_is_refused_in_one_line_and_left_untouched(backend):
