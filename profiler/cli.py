@@ -19,7 +19,6 @@ from tlprof.reports import cli as reports_cli
 
 from . import nv_cli
 from .cli_args import (
-    RUN_CHOICES,
     add_model_args,
     add_run_args,
     check_writable,
@@ -28,7 +27,8 @@ from .cli_args import (
     model_from_args,
     run_progress,
 )
-from .errors import TlprofError, say
+from .defaults import DDP_TIMEOUT_S, RUN_CHOICES
+from .errors import TlprofError, first_line, say
 
 
 def add_profile_args(p: argparse.ArgumentParser) -> None:
@@ -51,8 +51,8 @@ def add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ddp", action="store_true",
                    help="data-parallel: every torchrun rank profiles its DDP replica, rank 0 reports "
                         "(torchrun --nproc-per-node N -m tlprof profile ... --ddp)")
-    p.add_argument("--ddp-timeout", type=float, default=120.0, metavar="S",
-                   help="seconds a rank waits for the others before it stops (default 120)")
+    p.add_argument("--ddp-timeout", type=float, default=DDP_TIMEOUT_S, metavar="S",
+                   help=f"seconds a rank waits for the others before it stops (default {DDP_TIMEOUT_S:g})")
     p.add_argument("--bucket-cap-mb", type=float, metavar="MB", help="DDP's bucket size (default 25)")
 
 
@@ -123,8 +123,7 @@ def cmd_layers(args: argparse.Namespace, console: Console) -> int:
         except TlprofError:
             raise
         except Exception as exc:
-            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise TlprofError(f"the model rejects input shape {spec.input_shape}: {msg}") from exc
+            raise TlprofError(f"the model rejects input shape {spec.input_shape}: {first_line(exc)}") from exc
     check_freeze(args.freeze, len(units))
     if args.depth is not None and args.depth < 1:
         raise TlprofError(f"--depth must be 1 or more, got {args.depth}")
@@ -197,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the model failing mid-run, or a bug: one line, details on request
         if os.environ.get("TLPROF_DEBUG"):
             raise
-        text = (str(exc).strip().splitlines() or [""])[0]
+        text = first_line(exc, default="")  # the type name is printed before it
         print(f"tlprof: error: {type(exc).__name__}: {text} (TLPROF_DEBUG=1 shows the traceback)",
               file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from .defaults import CPU, CUDA, INPUT_DTYPES, LOSSES
+from .defaults import CPU, CUDA, INPUT_DTYPES, LOSSES, OPTIMIZERS, PRECISIONS, RUN_SETS
+from .defaults import Progress as ProgressFn
 from .errors import TlprofError
 
 if TYPE_CHECKING:
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
 
     from .runner import ProfileConfig
     from .workload import ModelSpec
-
-RUN_SETS = {"both": ("full", "frozen"), "all": ("full", "frozen", "cached")}
-RUN_CHOICES = ("full", "frozen", "cached", "both", "all")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -53,11 +51,11 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, metavar="B",
                    help=f"default {CPU.batch_size} on CPU, {CUDA.batch_size} on CUDA")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="default", choices=["default", "fp32", "tf32", "bf16", "fp16"],
+    p.add_argument("--precision", default="default", choices=PRECISIONS,
                    help="default: the backend flags as PyTorch has them (TF32 convolutions on Ampere+); "
                         "fp32: strict, TF32 off; tf32: TF32 on; bf16, fp16: autocast")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS)
     p.add_argument("--steps", type=int, metavar="N",
                    help=f"measured steps per run (default {CPU.steps} CPU, {CUDA.steps} CUDA)")
     p.add_argument("--warmup", type=int, metavar="N",
@@ -178,9 +176,6 @@ class PlainProgress:
         # the runs take turns, so a run's own steps are not one stretch of time
         elapsed = time.perf_counter() - self.started
         print(f"tlprof: {name} run: {total} steps, done {elapsed:.1f} s into the profile", file=sys.stderr)
-
-
-ProgressFn = Callable[[str, int, int], None]
 
 
 @contextmanager

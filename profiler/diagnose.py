@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .document import Run
-from .memory import SavedBytes
+from .memory import SavedBytes, unit_grad_bytes
 from .units import Unit
 
 NOT_IN_LOSS = "not in the loss"
@@ -95,8 +95,7 @@ def annotate_run(run: Run, units: Sequence[Unit], grads: GradientWatch | None,
     warnings for trainable units with no backward mark."""
     if grads is not None and grads.watched:
         for unit, record in zip(units, run.units):
-            record.grad_bytes = sum(p.numel() * p.element_size() for p in unit.params
-                                    if p.requires_grad and grads.got_gradient(p))
+            record.grad_bytes = unit_grad_bytes(unit, grads.got_gradient)
     if saved is not None:
         for record, cast in zip(run.units, saved.unit_cast_bytes(len(units))):
             record.weight_cast_bytes = cast

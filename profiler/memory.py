@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .marks import Label, charge
-from .units import Unit
+
+if TYPE_CHECKING:
+    from .units import Unit  # units imports this module (total_bytes)
 
 
 class SavedBytes:
@@ -111,6 +114,17 @@ def tensor_bytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
+def total_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    return sum(map(tensor_bytes, tensors))
+
+
+def unit_grad_bytes(unit: Unit, got_gradient: Callable[[nn.Parameter], bool] | None = None) -> int:
+    """The unit's gradients: every trainable parameter's, or only those ``got_gradient`` says a
+    gradient reached (``diagnose.GradientWatch``)."""
+    return total_bytes(p for p in unit.params
+                       if p.requires_grad and (got_gradient is None or got_gradient(p)))
+
+
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter]) -> int:
     total = 0
     for p in params:
@@ -121,9 +135,10 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer, params: Sequence[nn.
 
 
 def static_memory(unit: Unit, optimizer: torch.optim.Optimizer) -> dict[str, int]:
-    trainable = [p for p in unit.params if p.requires_grad]
+    """Bytes that do not depend on the step; ``grad_bytes`` counts every trainable parameter
+    (``diagnose.annotate_run`` narrows it to those a gradient reached, once that was watched)."""
     return {
-        "param_bytes": sum(tensor_bytes(p) for p in unit.params),
-        "grad_bytes": sum(tensor_bytes(p) for p in trainable),
+        "param_bytes": unit.param_bytes,
+        "grad_bytes": unit_grad_bytes(unit),
         "optimizer_state_bytes": optimizer_state_bytes(optimizer, unit.params),
     }

@@ -203,7 +203,7 @@ class NvtxRanges:
         self._pop_stale(stack)
         if stack and not stack[-1][1]:
             self._pop(stack)
-        if label == END:
+        if label is END:  # the one END object (marks.END): no tuple comparison per mark
             return
         if label.kind == "phase" and self._step_thread not in (None, threading.get_ident()):
             return  # phases belong to the step's thread; this is autograd's end of backward

@@ -12,31 +12,23 @@ import torch
 from torch import nn
 
 from .api import Profiler
-from .defaults import defaults_for
+from .defaults import (
+    LOSSES,
+    OPTIMIZERS,
+    PRECISIONS,
+    RUN_CHOICES,
+    RUNS,
+    Progress,  # noqa: F401  (re-exported: engine and sweep import it from here)
+    defaults_for,
+)
 from .document import Run
 from .errors import TlprofError
 from .instrument import MarkListener
-from .state import matmul_precision
 from .units import Unit, freeze
-from .workload import (  # noqa: F401  (re-exported: the workload lived here)
-    LOSSES,
-    ModelSpec,
-    Workload,
-    as_spec,
-    describe_batch,
-    eager,
-    input_dtype,
-    make_workload,
-    probe_output,
-)
+from .workload import Workload, input_dtype, make_workload  # noqa: F401  (re-exported: engine, benchmarks)
 
-PRECISIONS = ("default", "fp32", "tf32", "bf16", "fp16")
-OPTIMIZERS = ("sgd", "adam", "adamw")
-RUNS = ("full", "frozen", "cached")
 MAX_BLOCKS = 4  # blocks per run when several runs take turns (see ProfileConfig.block_sizes)
 REWARM_STEPS = 1  # dropped at the start of each block, after the other runs' steps
-
-Progress = Callable[[str, int, int], None]  # (run name, steps done, steps in the run)
 
 
 class NullMarker:
@@ -160,8 +152,8 @@ class ProfileConfig:
         input_dtype(self.input_dtype)
         bad = [r for r in self.runs if r not in RUNS]
         if bad or not self.runs:
-            raise TlprofError(
-                f"unknown run {bad[0] if bad else ''!r}; use full, frozen, cached, both or all")
+            choices = f"{', '.join(RUN_CHOICES[:-1])} or {RUN_CHOICES[-1]}"
+            raise TlprofError(f"unknown run {bad[0] if bad else ''!r}; use {choices}")
         for run in ("frozen", "cached"):
             if run in self.runs and self.freeze < 1:
                 raise TlprofError(f"--runs {run} needs --freeze N with N >= 1")
@@ -265,16 +257,6 @@ def set_precision_flags(precision: str, device: torch.device) -> None:
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = device.type == "cuda"
-
-
-def backend_flags() -> dict[str, Any]:
-    """The flags that decide fp32 arithmetic, as they are now (for ``meta``)."""
-    return {
-        "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
-        "cudnn_benchmark": torch.backends.cudnn.benchmark,
-        "float32_matmul_precision": matmul_precision(),
-    }
 
 
 def prepare_run(

@@ -41,7 +41,7 @@ class ModelState:
             grads=[(p, None if p.grad is None else p.grad.detach().clone()) for p in params],
             requires_grad=[(p, p.requires_grad) for p in params],
             training=[(m, m.training) for m in model.modules()],
-            backend_flags=_backend_flags(),
+            backend_flags=backend_flags(),
         )
 
     def restore_values(self) -> None:
@@ -75,7 +75,9 @@ def matmul_precision() -> str | None:
         return None
 
 
-def _backend_flags() -> dict[str, bool | str | None]:
+def backend_flags() -> dict[str, bool | str | None]:
+    """The flags that decide fp32 arithmetic, as they are now: captured to be restored, and
+    recorded in a profile's ``meta``."""
     return {
         "float32_matmul_precision": matmul_precision(),
         "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,

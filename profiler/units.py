@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.utils._pytree as pytree
@@ -12,7 +14,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .errors import TlprofError
-from .families import generic_stage_block, resnet_stage_block, rollup_for
+from .families import rollup_for
+from .memory import total_bytes
 
 Example = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -33,7 +36,7 @@ class Unit:
 
     @property
     def param_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.params)
+        return total_bytes(self.params)
 
     def trainable(self) -> bool:
         return any(p.requires_grad for p in self.params)
@@ -65,33 +68,23 @@ def has_own_weight(module: nn.Module) -> bool:
 class Convention:
     """How a model family counts its layers."""
 
-    family: str
     counts: Callable[[str, nn.Module], bool]
     stage_block: Callable[[str], tuple[str, str]]
 
 
-def _counts_all_but(shortcut: str) -> Callable[[str, nn.Module], bool]:
+def _counts_all_but(shortcut: str | None) -> Callable[[str, nn.Module], bool]:
+    """Every module with a weight matrix counts, but those inside a ``shortcut`` projection."""
+    if shortcut is None:
+        return lambda name, m: has_own_weight(m)
     return lambda name, m: has_own_weight(m) and f".{shortcut}." not in f".{name}."
 
 
 SHORTCUTS = {"resnet": "downsample", "regnet": "proj"}  # projection shortcuts: owned, not counted
-RESNET = Convention(
-    family="resnet",
-    counts=_counts_all_but("downsample"),
-    stage_block=resnet_stage_block,
-)
-GENERIC = Convention(
-    family="generic",
-    counts=lambda name, m: has_own_weight(m),
-    stage_block=generic_stage_block,
-)
 
 
 def convention_for(model: nn.Module) -> Convention:
     family, stage_block = rollup_for(model)
-    shortcut = SHORTCUTS.get(family)
-    counts = _counts_all_but(shortcut) if shortcut else GENERIC.counts
-    return Convention(family, counts, stage_block)
+    return Convention(_counts_all_but(SHORTCUTS.get(family)), stage_block)
 
 
 @contextmanager
@@ -126,9 +119,28 @@ def as_args(example: Example) -> tuple[torch.Tensor, ...]:
     return tuple(example) if isinstance(example, (tuple, list)) else (example,)
 
 
-def execution_order(model: nn.Module, example: Example) -> list[str]:
-    """Names of modules in order of their first call, from one no-grad forward."""
-    return discover(model, example).order
+def probe_forward(model: nn.Module, args: tuple[torch.Tensor, ...],
+                  scope: contextlib.AbstractContextManager | None = None,
+                  retry: Callable[[], None] | None = None) -> Any:
+    """One no-grad forward that leaves the model as it was: in training mode first, as profiled
+    (modules that run only in training, such as auxiliary heads, are part of a training step),
+    in eval mode if that fails (BatchNorm refuses a batch of one). ``scope`` is entered around
+    each forward (inside the no-grad); ``retry`` runs before the eval-mode one. A failure in eval
+    mode is raised; every module's mode is restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        try:
+            model.train()
+            with train_no_grad(model), scope or contextlib.nullcontext():
+                return model(*args)
+        except Exception:
+            if retry is not None:
+                retry()
+            with eval_no_grad(model), scope or contextlib.nullcontext():
+                return model(*args)
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 @dataclass
@@ -170,12 +182,9 @@ def _weight_owners(model: nn.Module) -> dict[int, str]:
 
 
 def discover(model: nn.Module, example: Example) -> Discovery:
-    """Module call order and functional weight use, from one no-grad forward.
-
-    Training mode first, since modules that run only in training (auxiliary
-    heads) are layers of a training step too; eval mode if that forward fails
-    (BatchNorm refuses a batch of one).
-    """
+    """Module call order and functional weight use, from one no-grad forward (``probe_forward``:
+    training mode, since modules that run only in training are layers of a training step too;
+    eval mode if that fails)."""
     names = {m: n for n, m in model.named_modules()}
     order: list[str] = []
     seen: set[str] = set()
@@ -194,26 +203,19 @@ def discover(model: nn.Module, example: Example) -> Discovery:
 
     handles = [m.register_forward_pre_hook(pre_hook) for m in model.modules()]
     handles += [m.register_forward_hook(post_hook, always_call=True) for m in model.modules()]
-    modes = [(m, m.training) for m in model.modules()]
-    args = as_args(example)
     use = _WeightUse(_weight_owners(model), running)
+
+    def forget() -> None:  # what the failed training-mode forward saw
+        order.clear()
+        seen.clear()
+        running.clear()
+        use.users.clear()
+
     try:
-        try:
-            model.train()
-            with train_no_grad(model), use:
-                model(*args)
-        except Exception:
-            order.clear()
-            seen.clear()
-            running.clear()
-            use.users.clear()
-            with eval_no_grad(model), use:
-                model(*args)
+        probe_forward(model, as_args(example), use, forget)
     finally:
         for h in handles:
             h.remove()
-        for m, training in modes:
-            m.training = training
     return Discovery(order, use.users)
 
 

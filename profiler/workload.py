@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .defaults import INPUT_DTYPES, LOSSES  # noqa: F401  (LOSSES re-exported)
-from .errors import TlprofError, say
-from .units import eval_no_grad, train_no_grad
+from .errors import TlprofError, first_line, say
+from .units import probe_forward
 
 if TYPE_CHECKING:
     from .runner import ProfileConfig
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 Batch = tuple[torch.Tensor, ...]
 LossFn = Callable[[Any, Batch], torch.Tensor]
 EXAMPLE_ROWS = 2  # rows of the batch that discovery runs: BatchNorm in training mode needs two
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # precisions that run under autocast
 
 
 @dataclass
@@ -93,11 +94,10 @@ def _check_inputs(spec: ModelSpec, what: str) -> None:
 def unwrap_compiled(model: nn.Module) -> nn.Module:
     """The eager model behind ``torch.compile(model)``, with a note: hooks per layer need eager
     execution, and a compiled graph would hide the layers being measured."""
-    inner = getattr(model, "_orig_mod", None)
-    if isinstance(inner, nn.Module) and type(model).__name__ == "OptimizedModule":
+    inner = unwrap_compiled_quiet(model)
+    if inner is not model:
         say("the model is compiled (torch.compile); profiling its eager model, layer by layer")
-        return unwrap_compiled(inner)
-    return model
+    return inner
 
 
 @contextlib.contextmanager
@@ -111,8 +111,9 @@ def eager(model: nn.Module) -> Iterator[nn.Module]:
             module._compiled_call_impl = None
             undo.append(lambda m=module, i=impl: setattr(m, "_compiled_call_impl", i))
         for name, child in list(module._modules.items()):
-            if child is not None and unwrap_compiled_quiet(child) is not child:
-                module._modules[name] = unwrap_compiled_quiet(child)
+            inner = None if child is None else unwrap_compiled_quiet(child)
+            if inner is not child:
+                module._modules[name] = inner
                 undo.append(lambda m=module, n=name, c=child: m._modules.__setitem__(n, c))
     if undo:
         say("parts of the model are compiled (torch.compile); profiling them eagerly, layer by layer")
@@ -124,6 +125,7 @@ def eager(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def unwrap_compiled_quiet(model: nn.Module) -> nn.Module:
+    """The eager model behind any number of ``torch.compile`` wrappers; the model itself if none."""
     inner = getattr(model, "_orig_mod", None)
     if isinstance(inner, nn.Module) and type(model).__name__ == "OptimizedModule":
         return unwrap_compiled_quiet(inner)
@@ -196,28 +198,33 @@ def describe_batch(batch: Batch) -> list[dict[str, Any]]:
 # -- outputs --------------------------------------------------------------------------
 
 
-def output_entries(output: Any) -> list[tuple[str, torch.Tensor]]:
-    """The tensors a model returns at its top level, each with its index or key."""
+WHOLE = object()  # the slot of an output that is itself the tensor (None may be a mapping's key)
+
+
+def output_entries(output: Any) -> list[tuple[str, Any, torch.Tensor]]:
+    """The tensors a model returns at its top level: each with its index or key as text, and its
+    slot (what indexes the output: a position, a mapping's own key, or ``WHOLE``)."""
     if isinstance(output, torch.Tensor):
-        return [("", output)]
+        return [("", WHOLE, output)]
     if isinstance(output, Mapping):
-        return [(str(k), v) for k, v in output.items() if isinstance(v, torch.Tensor)]
+        return [(str(k), k, v) for k, v in output.items() if isinstance(v, torch.Tensor)]
     if isinstance(output, (tuple, list)):
         names = getattr(output, "_fields", None)
-        return [(names[i] if names else str(i), v) for i, v in enumerate(output)
+        return [(names[i] if names else str(i), i, v) for i, v in enumerate(output)
                 if isinstance(v, torch.Tensor)]
     return []
 
 
-def select_output(output: Any, key: str | None) -> torch.Tensor:
-    """The tensor the loss uses: the only one, or the one named by ``--output``."""
+def output_slot(output: Any, key: str | None) -> Any:
+    """Where the tensor the loss uses is in the output: the only one, or the one named by
+    ``--output``."""
     entries = output_entries(output)
     if not entries:
         raise TlprofError(f"the model returned {type(output).__name__}, with no tensor to train on")
     if key is None:
         if len(entries) == 1:
             return entries[0][1]
-        listed = ", ".join(f"{k}: {_shape_text(v)}" for k, v in entries)
+        listed = ", ".join(f"{k}: {_shape_text(v)}" for k, _, v in entries)
         raise TlprofError(f"the model returns {len(entries)} outputs ({listed}); "
                           "choose the one the loss uses with --output INDEX|KEY")
     if isinstance(output, torch.Tensor):
@@ -225,11 +232,40 @@ def select_output(output: Any, key: str | None) -> torch.Tensor:
     if isinstance(output, (tuple, list)) and key.lstrip("-").isdigit():
         index = int(key)
         if -len(output) <= index < len(output) and isinstance(output[index], torch.Tensor):
-            return output[index]
-    for k, v in entries:
+            return index
+    for k, slot, _ in entries:
         if k == key:
-            return v
-    raise TlprofError(f"--output {key}: the model's outputs are {', '.join(k for k, _ in entries)}")
+            return slot
+    raise TlprofError(f"--output {key}: the model's outputs are {', '.join(k for k, _, _ in entries)}")
+
+
+def _at(output: Any, slot: Any) -> Any:
+    return output if slot is WHOLE else output[slot]
+
+
+def select_output(output: Any, key: str | None) -> torch.Tensor:
+    """The tensor the loss uses: the only one, or the one named by ``--output``."""
+    return _at(output, output_slot(output, key))
+
+
+def output_picker(probe: Any, key: str | None) -> Callable[[Any], torch.Tensor]:
+    """``select_output`` resolved once, on the probe's output (the loss's targets are sized from
+    it too): each step takes the tensor from the same slot of an output of the same type, and
+    only an output of another structure is searched again (with ``select_output``'s errors)."""
+    slot = output_slot(probe, key)
+    kind = type(probe)
+
+    def pick(output: Any) -> torch.Tensor:
+        if type(output) is kind:
+            try:
+                value = _at(output, slot)
+            except (LookupError, TypeError):
+                value = None
+            if isinstance(value, torch.Tensor):
+                return value
+        return select_output(output, key)
+
+    return pick
 
 
 def _shape_text(t: torch.Tensor) -> str:
@@ -237,25 +273,13 @@ def _shape_text(t: torch.Tensor) -> str:
 
 
 def probe_output(model: nn.Module, batch: Batch) -> Any:
-    """One no-grad forward, in training mode as profiled (eval mode if that fails: BatchNorm
-    refuses a batch of one), for the output's structure and shapes."""
-    modes = [(m, m.training) for m in model.modules()]
+    """One no-grad forward (``units.probe_forward``: training mode as profiled, eval mode if that
+    fails), for the output's structure and shapes."""
     try:
-        model.train()
-        with train_no_grad(model):
-            return model(*batch)
-    except Exception:
-        pass
-    finally:
-        for m, training in modes:
-            m.training = training
-    try:
-        with eval_no_grad(model):
-            return model(*batch)
+        return probe_forward(model, batch)
     except Exception as exc:  # the model's own error is the message
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         shapes = ", ".join(str(tuple(t.shape[1:])) for t in batch)
-        raise TlprofError(f"the model rejects input shape {shapes}: {msg}") from exc
+        raise TlprofError(f"the model rejects input shape {shapes}: {first_line(exc)}") from exc
 
 
 # -- the workload ---------------------------------------------------------------------
@@ -273,6 +297,10 @@ class Workload:
     output_shape: tuple[int, ...] = field(default_factory=tuple)
     loss_name: str = "custom"
     output_key: str | None = None
+    autocast_dtype: torch.dtype | None = field(init=False, repr=False)  # from precision, once
+
+    def __post_init__(self) -> None:
+        self.autocast_dtype = AUTOCAST_DTYPES.get(self.precision)
 
     @property
     def x(self) -> torch.Tensor:
@@ -287,10 +315,9 @@ class Workload:
         return model(*self.inputs)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        if dtype is None:
+        if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def loss(self, output: Any) -> torch.Tensor:
         return self.loss_fn(output)
@@ -306,9 +333,9 @@ def make_workload(model: nn.Module | ModelSpec, cfg: ProfileConfig, device: torc
         user_loss = spec.loss
         return Workload(batch, lambda output: user_loss(output, batch), device, cfg.precision)
     probe = probe_output(spec.model, tuple(t[:EXAMPLE_ROWS] for t in batch))
-    out = select_output(probe, cfg.output)
+    pick = output_picker(probe, cfg.output)
+    out = pick(probe)
     name = cfg.loss or ("ce" if out.dim() == 2 and out.is_floating_point() else "mse")
-    pick = lambda output: select_output(output, cfg.output)  # noqa: E731
     fn, classes = _builtin_loss(name, out, cfg, device, pick)
     return Workload(batch, fn, device, cfg.precision, classes, tuple(out.shape[1:]), name, cfg.output)
 

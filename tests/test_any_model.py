@@ -121,3 +121,29 @@ def test_the_profile_view_shows_autocast_weight_copies_apart():
     # the second layer's bf16 weight is saved to give the first layer's input its gradient; the first
     # layer's is not needed (its input needs no gradient)
     assert doc.runs["full"].units_total("weight_cast_bytes") == 64 * 10 * 2 and "1.2K" in line
+
+
+def test_only_a_compiled_model_is_unwrapped_with_a_note(capsys):
+    from tlprof.workload import unwrap_compiled
+
+    inner = mlp()
+    assert unwrap_compiled(torch.compile(inner)) is inner
+    assert capsys.readouterr().err.count("compiled (torch.compile)") == 1
+    assert unwrap_compiled(inner) is inner and not capsys.readouterr().err
+
+
+def test_the_output_the_loss_uses_is_found_once_and_again_when_the_structure_changes():
+    from tlprof.workload import output_picker
+
+    a, b = torch.zeros(2, 3), torch.ones(2, 3)
+    pick = output_picker((a, None, b), "2")
+    assert pick((b, None, a)) is a  # same structure: the same slot
+    assert pick([a, None, b]) is b  # another type: searched again
+    pick = output_picker({"logits": a, "aux": 1}, None)
+    assert pick({"aux": 1, "logits": b}) is b
+    with pytest.raises(TlprofError, match="returns 2 outputs"):
+        pick({"x": a, "y": b})
+    pick = output_picker(a, None)
+    assert pick(b) is b
+    with pytest.raises(TlprofError, match="returns 2 outputs"):
+        pick((a, b))

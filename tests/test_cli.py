@@ -137,3 +137,34 @@ def test_batch_of_one_with_batchnorm_is_one_line(capsys):
     argv = ["profile", "--arch", "resnet18", "--image-size", "32", "--batch-size", "1",
             "--steps", "1", "--warmup", "0", "--device", "cpu"]
     assert "too small for BatchNorm" in _error_line(capsys, argv)
+
+
+def test_option_choices_and_defaults_are_the_configs():
+    from tlprof import defaults
+    from tlprof.cli import build_parser
+    from tlprof.distributed import DEFAULT_TIMEOUT_S
+    from tlprof.runner import ProfileConfig
+
+    profile = build_parser()._subparsers._group_actions[0].choices["profile"]
+    options = {a.dest: a for a in profile._actions}
+    assert tuple(options["precision"].choices) == defaults.PRECISIONS
+    assert tuple(options["optimizer"].choices) == defaults.OPTIMIZERS
+    assert tuple(options["runs"].choices) == defaults.RUN_CHOICES == (*defaults.RUNS, "both", "all")
+    assert options["ddp_timeout"].default == defaults.DDP_TIMEOUT_S == DEFAULT_TIMEOUT_S
+    for precision in defaults.PRECISIONS:
+        ProfileConfig(precision=precision).validate()
+    for optimizer in defaults.OPTIMIZERS:
+        ProfileConfig(optimizer=optimizer).validate()
+    for runs in defaults.RUN_SETS.values():
+        ProfileConfig(runs=runs, freeze=1).validate()
+
+
+@pytest.mark.parametrize(("exc", "default", "line"), [
+    (RuntimeError("\n  shapes differ\nat line 3"), None, "shapes differ"),
+    (RuntimeError(""), None, "RuntimeError"),
+    (RuntimeError("  "), "", ""),
+])
+def test_first_line_of_an_error(exc, default, line):
+    from tlprof.errors import first_line
+
+    assert first_line(exc, default) == line

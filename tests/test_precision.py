@@ -62,3 +62,16 @@ def test_an_older_document_has_no_flags():
     from tlprof import Meta
 
     assert Meta.from_dict({"precision": "fp32"}).backend_flags is None
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("default", None), ("fp32", None), ("bf16", torch.bfloat16),
+                                                  ("fp16", torch.float16)])
+def test_autocast_is_resolved_once_from_the_precision(precision, dtype):
+    from tlprof.workload import make_workload
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    cfg = ProfileConfig(batch_size=2, input_shape=(4,), device="cpu", precision=precision)
+    work = make_workload(model, cfg, torch.device("cpu"))
+    assert work.autocast_dtype == dtype
+    with work.autocast():
+        assert torch.is_autocast_enabled("cpu") == (dtype is not None)

@@ -76,3 +76,18 @@ def test_frozen_vit_units_do_no_backward():
     run = profile_model(_tiny_vit(), cfg).runs["frozen"]
     assert all(u.bwd_ms.median == 0 and u.saved_bytes == 0 for u in run.units[:4])
     assert all(u.bwd_ms.median > 0 for u in run.units[5:])
+
+
+def test_probe_forward_falls_back_to_eval_and_leaves_the_model_as_it_was():
+    from tlprof.units import probe_forward
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.5))
+    model.eval()
+    model[1].train()
+    before = [b.clone() for b in model.buffers()]
+    out = probe_forward(model, (torch.randn(1, 3),))  # BatchNorm refuses one sample in training mode
+    assert out.shape == (1, 4) and not out.requires_grad
+    assert [m.training for m in model] == [False, True, False]
+    out = probe_forward(model, (torch.randn(5, 3),))  # training mode: statistics put back after
+    assert all(torch.equal(b, a) for b, a in zip(before, model.buffers()))
+    assert [m.training for m in model] == [False, True, False]
