@@ -90,7 +90,7 @@ def row(case: Case, device: str) -> dict:
     example = make_batch(ModelSpec(model), base, torch.device("cpu"), rows=EXAMPLE_ROWS)
     n_units = len(find_units(model, example))
     n_frozen = max(1, round(0.9 * n_units))
-    cfg = ProfileConfig(**{**base.__dict__, "freeze": n_frozen, "modes": ("full", "frozen")})
+    cfg = ProfileConfig(**{**base.__dict__, "freeze": n_frozen, "runs": ("full", "frozen")})
     start = time.perf_counter()
     prof = profile_model(model, cfg)
     wall = time.perf_counter() - start
@@ -117,7 +117,7 @@ def markdown(rows: list[dict], device: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", nargs="*", help="model names to run")
@@ -138,7 +138,12 @@ def main() -> None:
     print(table)
     if args.out:
         Path(args.out).write_text(table)
+    failed = [r["model"] for r in rows if "error" in r]
+    if failed:
+        print(f"families: {len(failed)} of {len(rows)} models failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -69,17 +69,7 @@ else
     step "r50_bf16_graph_p$i" tlprof profile --arch resnet50 --freeze 45 --precision bf16 --channels-last \
       "${SIZE[@]}" --graph --quiet --json "$OUT/r50_bf16_graph_p$i.json"
   done
-  step graph_summary python3 - "$OUT" <<'PY'
-import glob, json, sys
-for path in sorted(glob.glob(sys.argv[1] + "/r50_bf16_*_p*.json")):
-    runs = json.load(open(path))["runs"]
-    full, frozen = runs["full"], runs["frozen"]
-    ratio = frozen["step_ms"]["median"] / full["step_ms"]["median"]
-    wait = (full.get("launch") or {}).get("gpu_wait_share", {}).get("median")
-    print(f"{path.rsplit('/', 1)[1]:28s} frozen/full {ratio:.4f}  overhead full {full['overhead_ratio']:.4f} "
-          f"frozen {frozen['overhead_ratio']:.4f}  gpu-wait {wait}")
-PY
-  cat "$OUT/graph_summary.txt" || true
+  # the frozen/full spread, overheads and GPU-wait share of these six: summarize.py's table, last
   GRAPH_JSON="$OUT/r50_bf16_graph_p1.json"  # a --graph profile made above, reused
   if [ ! -f "$GRAPH_JSON" ]; then
     GRAPH_JSON="$OUT/r50_bf16_graph.json"
@@ -137,13 +127,13 @@ fi
 # --- reports, cached features, sweep (issue 3) ---
 if want reports; then
 step r50_all tlprof profile --arch resnet50 --freeze 45 --precision bf16 --channels-last \
-  "${SIZE[@]}" --mode all --json "$OUT/r50_all.json"
+  "${SIZE[@]}" --runs all --json "$OUT/r50_all.json"
 step r50_report tlprof report "$OUT/r50_all.json" --models 10 --steps-per-epoch 5000 --epochs 30 \
   --format markdown -o "$OUT/r50_report.md"
 step r50_report_html tlprof report "$OUT/r50_all.json" --format html -o "$OUT/r50_report.html" \
   --plots "$OUT/plots"
 step r50_sweep tlprof sweep --arch resnet50 --precision bf16 --channels-last "${SIZE[@]}" \
-  --freeze 0,20,40,45,49 --mode all --json "$OUT/r50_sweep.json"
+  --freeze 0,20,40,45,49 --runs all --json "$OUT/r50_sweep.json"
 fi
 
 # --- summary, last ---

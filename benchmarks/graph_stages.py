@@ -9,7 +9,9 @@ graph through tlprof's own ``CudaGraphBackend`` (side-stream warm-up, private po
 static tensor with ``requires_grad`` as in training (the stem's input does not require grad, every
 later one does), and an external timing event at its start and end inside the graph, as ``--graph``
 marks are. The graphs are replayed in interleaved rounds; the median in-graph time of each stage is
-compared with the sum of the ``fwd_ms`` medians of the stage's units in the profile.
+compared with the sum of the ``fwd_ms`` medians of the stage's units in the profile's run ``--run``
+(full, or frozen: the model is then prepared as that run was, its first ``freeze`` units frozen, so
+their activations need no grad and their BatchNorm runs as ``frozen_bn`` says).
 
 The stages follow tlprof's unit boundaries (a unit owns what runs after its weight module until the
 next unit begins; docs/design.md §2), so the comparison is like for like:
@@ -41,7 +43,6 @@ not the measurement, and is labelled so.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,9 +53,11 @@ from torch import nn
 
 from tlprof.clock import Clock, HostClock, clock_for
 from tlprof.document import RunDocument, RunDocumentError, save_json
+from tlprof.stats import Stats
 
 KIND = "tlprof-bench.graph_stages/1"
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
+RUNS = ("full", "frozen")  # the cached run replays its frozen part: no stage forward to capture
 TARGET = 0.03  # |tlprof / alone - 1| for every stage
 RESNET_PARTS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc")
 
@@ -211,36 +214,38 @@ def stage_mismatches(doc: RunDocument) -> list[str]:
 # -- main -------------------------------------------------------------------------------------------
 
 
-def build(doc: RunDocument, device: torch.device) -> tuple[Any, nn.Module]:
-    """The model, placed and flagged as ``tlprof profile`` did for ``doc``, and its full run prepared."""
-    from tlprof import ProfileConfig, find_units
-    from tlprof.engine import _place
+def build(doc: RunDocument, device: torch.device, run: str) -> tuple[Any, nn.Module]:
+    """The model, placed and flagged as ``tlprof profile`` did for ``doc``, and the run ``run``
+    prepared as it was profiled: full (every unit trains) or frozen (units 1..freeze frozen, their
+    BatchNorm as ``frozen_bn`` says), so each stage's input requires grad as it did there."""
+    from _setup import prepare
+
+    from tlprof import ProfileConfig
     from tlprof.models import build_arch
-    from tlprof.runner import make_workload, prepare_run, set_precision_flags
 
     meta = doc.meta
     if not meta.arch:
         raise SystemExit("graph_stages: the profile names no --arch (a torchvision ResNet is needed)")
     model = build_arch(meta.arch, meta.num_classes)
+    n_frozen = doc.runs[run].freeze if run == "frozen" else 0
     cfg = ProfileConfig(batch_size=meta.batch_size, input_shape=tuple(meta.input_shape), device=str(device),
                         precision=meta.precision or "default", channels_last=bool(meta.channels_last),
-                        steps=1, warmup=0, graph=device.type == "cuda").resolved(device.type)
-    _place(model, device, cfg.channels_last)
-    set_precision_flags(cfg.precision, device)
-    work = make_workload(model, cfg, device)
-    units = find_units(model, work.example())
+                        frozen_bn=meta.frozen_bn or "eval", freeze=n_frozen, steps=1, warmup=0,
+                        graph=device.type == "cuda")
+    ctx = prepare(model, cfg, run, n_frozen)
     profiled = [u.name for u in doc.units]
-    if [u.name for u in units] != profiled:
-        raise SystemExit(f"graph_stages: the model's {len(units)} units are not the profile's "
+    if [u.name for u in ctx.units] != profiled:
+        raise SystemExit(f"graph_stages: the model's {len(ctx.units)} units are not the profile's "
                          f"{len(profiled)}")
-    ctx = prepare_run(model, units, work, cfg, "full", 0)  # training mode, every unit trains
     return ctx, model
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", required=True, metavar="PATH", help="a --graph run document (tlprof.run/2)")
-    p.add_argument("--run", default="full", help="the profile's run to compare with (default full)")
+    p.add_argument("--run", default="full", choices=RUNS,
+                   help="the profile's run to compare with; the model is prepared as that run was "
+                   "(default full)")
     p.add_argument("--device", help="default: the profile's")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--replays", type=int, default=20, help="timed replays per stage per round")
@@ -269,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     graph_profile = doc.runs[args.run].graph is not None
     backend: Any = CudaGraphBackend(device) if cuda else EagerStandIn()
     with on_device(device):
-        ctx, model = build(doc, device)
+        ctx, model = build(doc, device, args.run)
         autocast = ctx.work.autocast
         fns = stage_fns(model)
         inputs = stage_inputs(fns, ctx.work.x, autocast)
@@ -287,12 +292,13 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for g in graphs:
-        alone = statistics.median(g.inside_ms)
+        inside = Stats(g.inside_ms)
+        alone = inside.median
         mine = tlprof_total if g.name == "forward" else tlprof_ms[g.name]
         n_units = len(doc.units) if g.name == "forward" else len(stage_units[g.name])
         rows.append({"stage": g.name, "units": n_units,
-                     "alone_ms": alone, "alone_outside_ms": statistics.median(g.outside_ms),
-                     "alone_iqr_ms": _iqr(g.inside_ms), "tlprof_ms": mine,
+                     "alone_ms": alone, "alone_outside_ms": Stats(g.outside_ms).median,
+                     "alone_iqr_ms": inside.iqr, "tlprof_ms": mine,
                      "ratio": mine / alone if alone > 0 else None, "replays": len(g.inside_ms)})
     ratios = [r["ratio"] for r in rows if r["stage"] in STAGES and r["ratio"] is not None]
     result = {
@@ -321,13 +327,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         save_json(result, args.out)
     return 0
-
-
-def _iqr(xs: list[float]) -> float:
-    if len(xs) < 2:
-        return 0.0
-    q = statistics.quantiles(xs, n=4)
-    return q[2] - q[0]
 
 
 def report(r: dict[str, Any]) -> None:

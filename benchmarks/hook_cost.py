@@ -3,7 +3,9 @@
 1. One mark: a 50-unit chain of tiny Linear layers, instrumented vs plain (profile_model).
 2. On 40 × (Linear(256, 256), ReLU) at batch 64, the training step alone and with the unit hooks
    registered but switched off (``active`` False: each returns at once), interleaved step by step,
-   medians; and, hot, the time to register and remove the hooks vs to attach and detach them.
+   medians; and, hot, the time to register and remove the hooks vs to attach and detach them. The
+   model and its step are those ``overhead.py --model mlp`` times (``_setup.prepare``, the run
+   context's ``train_step``: tlprof's synthetic batch, loss and SGD step).
 
     OMP_NUM_THREADS=1 python benchmarks/hook_cost.py [--device cuda]
 """
@@ -16,10 +18,11 @@ import time
 from collections.abc import Callable
 
 import torch
+from _setup import MLP_WIDTH, mlp, prepare
 from torch import nn
 
-from tlprof import ProfileConfig, find_units, profile_model
-from tlprof.clock import HostClock
+from tlprof import ProfileConfig, profile_model
+from tlprof.clock import clock_for
 from tlprof.instrument import Instrumenter
 
 N_UNITS = 50
@@ -45,15 +48,10 @@ def _us(fn: Callable[[], None], n: int) -> float:
 
 
 def switching(steps: int) -> None:
-    model = nn.Sequential(*[nn.Sequential(nn.Linear(256, 256), nn.ReLU()) for _ in range(40)])
-    x, y = torch.randn(64, 256), torch.randn(64, 256)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    inst = Instrumenter(model, find_units(model, x), HostClock())
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        ((model(x) - y) ** 2).mean().backward()
-        opt.step()
+    cfg = ProfileConfig(batch_size=64, input_shape=(MLP_WIDTH,), device="cpu", warmup=2)
+    ctx = prepare(mlp(), cfg)  # overhead.py --model mlp's model and step
+    inst = Instrumenter(ctx.model, ctx.units, clock_for(ctx.work.device))
+    step = ctx.train_step
 
     bare, idle = [], []
     inst.install()

@@ -57,42 +57,28 @@ def kernel_durations_ns(log_text: str) -> list[tuple[str, float]]:
 
 def target(profile_path: str, warmup_steps: int) -> int:
     import torch
+    from _setup import prepare
 
-    from tlprof import Profiler, find_units
+    from tlprof import Profiler
     from tlprof.document import RunDocument
     from tlprof.models import build_arch
     from tlprof.nvtx_ranges import NvtxRanges
-    from tlprof.runner import (
-        NullMarker,
-        ProfileConfig,
-        make_optimizer,
-        make_workload,
-        set_precision_flags,  # the profile's cuDNN and TF32 settings, so the same kernels run
-        train_step,
-    )
+    from tlprof.runner import ProfileConfig
 
-    meta = RunDocument.load(profile_path).meta.to_dict()
-    device = torch.device("cuda")
-    cfg = ProfileConfig(batch_size=meta["batch_size"], input_shape=tuple(meta["input_shape"]),
-                        device="cuda", precision=meta["precision"], channels_last=meta["channels_last"],
-                        optimizer=meta["optimizer"], lr=meta["lr"])
-    model = build_arch(meta["arch"], meta.get("num_classes")).to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    work = make_workload(model, cfg, device)
-    units = find_units(model, work.x[:1])
-    set_precision_flags(cfg.precision, device)
-    model.train()
-    opt = make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr)
-    scaler = work.scaler()
+    meta = RunDocument.load(profile_path).meta
+    cfg = ProfileConfig(batch_size=meta.batch_size, input_shape=tuple(meta.input_shape), device="cuda",
+                        precision=meta.precision or "default", channels_last=bool(meta.channels_last),
+                        optimizer=meta.optimizer or "sgd", lr=meta.lr if meta.lr is not None else 1e-3)
+    # placed and flagged (the profile's cuDNN and TF32 settings, so the same kernels run) as tlprof does
+    ctx = prepare(build_arch(meta.arch, meta.num_classes), cfg)
     for _ in range(warmup_steps):
-        train_step(NullMarker(), model, work, opt, scaler)
+        ctx.train_step()
     torch.cuda.synchronize()
     ranges = NvtxRanges()
-    prof = Profiler(model, units, optimizer=opt, hook_optimizer=False, device=device, warmup=0,
-                    listeners=[ranges], name="ncu")
+    prof = Profiler(ctx.model, ctx.units, optimizer=ctx.optimizer, hook_optimizer=False,
+                    device=ctx.work.device, warmup=0, listeners=[ranges], name="ncu")
     with prof, prof.step():
-        train_step(prof, model, work, opt, scaler)
+        ctx.marked_step(prof)
     torch.cuda.synchronize()
     print(f"target: one step with NVTX ranges through {ranges.backend.name}")
     return 0

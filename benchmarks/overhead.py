@@ -12,7 +12,9 @@ wall-to-wall from outside (synchronized on CUDA); medians over rounds:
   torch_prof    torch.profiler (CPU + CUDA activities) around the steps
   torch_prof_rf the same with a record_function per unit forward
 
-It also prints tlprof's reported overhead ratio beside the ratio felt outside.
+It also prints tlprof's reported overhead ratio beside the ratio felt outside, both the same
+statistic: the median over rounds of each round's ratio (felt: timed / plain of the round's medians;
+reported: the round's Profiler ``overhead_ratio``).
 
     python benchmarks/overhead.py --model mlp --device cpu          # 40 x Linear(256, 256), batch 64
     python benchmarks/overhead.py --model resnet50 --precision bf16 --channels-last --batch-size 128
@@ -27,38 +29,26 @@ import time
 from collections.abc import Callable
 
 import torch
+from _setup import MLP_WIDTH, mlp, prepare
 from torch import nn
 
-from tlprof import ProfileConfig, find_units
+from tlprof import ProfileConfig
 from tlprof.api import Profiler
-from tlprof.engine import _place
-from tlprof.runner import (
-    RunContext,
-    make_workload,
-    on_device,
-    prepare_run,
-    resolve_device,
-    set_precision_flags,
-)
+from tlprof.runner import RunContext, on_device, resolve_device
 
 
 def build(args: argparse.Namespace) -> RunContext:
     if args.model == "mlp":
-        model: nn.Module = nn.Sequential(*[nn.Sequential(nn.Linear(256, 256), nn.ReLU()) for _ in range(40)])
-        shape: tuple[int, ...] = (256,)
+        model: nn.Module = mlp()
+        shape: tuple[int, ...] = (MLP_WIDTH,)
     else:
         import torchvision
 
         model, shape = torchvision.models.resnet50(), (3, 224, 224)
     cfg = ProfileConfig(batch_size=args.batch_size, input_shape=shape, device=args.device,
                         precision=args.precision, channels_last=args.channels_last, steps=args.steps,
-                        warmup=2, graph=args.graph_mode).resolved(resolve_device(args.device).type)
-    device = resolve_device(cfg.device)
-    _place(model, device, cfg.channels_last)
-    set_precision_flags(cfg.precision, device)
-    work = make_workload(model, cfg, device)
-    units = find_units(model, work.example())
-    return prepare_run(model, units, work, cfg, "full", 0)
+                        warmup=2, graph=args.graph_mode)
+    return prepare(model, cfg)
 
 
 def timed(sync: Callable[[], None], fn: Callable[[], None]) -> float:
@@ -201,17 +191,22 @@ def report(args: argparse.Namespace, med: dict[str, float], rounds: dict[str, li
     for key in keys:
         if key in med:
             print(f"  {key:14s} {med[key]:9.3f} ms  {med[key] / base:6.3f}x")
-    felt = med["timed"] / med["plain"]
+    # the same statistic as "reported": each round's ratio, then the median over rounds
+    felt = statistics.median(t / p for t, p in zip(rounds["timed"], rounds["plain"]))
     print(f"  tlprof instrumented/bare {med['timed'] / base:.4f}; "
           f"the hook floor/bare {med['floor'] / base:.4f}")
-    print(f"  tlprof instrumented/plain: felt outside {felt:.4f}, reported {med['reported']:.4f} "
-          f"(per round: {', '.join(f'{x:.4f}' for x in rounds['reported'])})")
+    felt_rounds = ", ".join(f"{t / p:.4f}" for t, p in zip(rounds["timed"], rounds["plain"]))
+    reported_rounds = ", ".join(f"{x:.4f}" for x in rounds["reported"])
+    print(f"  tlprof instrumented/plain, medians over rounds of each round's ratio: felt outside {felt:.4f}, "
+          f"reported {med['reported']:.4f}")
+    print(f"    per round, felt: {felt_rounds}; reported: {reported_rounds}")
     if "graph_timed" in med:
         print(f"  graph instrumented/plain: wall {med['graph_timed'] / med['graph_plain']:.4f}, "
               f"events {med['graph_event_ratio']:.4f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "median": med, "rounds": rounds}, f, indent=1)
+
 
 if __name__ == "__main__":
     main()

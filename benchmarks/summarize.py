@@ -1,5 +1,9 @@
 """Print a short summary table of the run documents given on the command line, then the issue-9
-graph targets (graph_stages.py and graph_agreement.py results) among them."""
+graph targets (graph_stages.py and graph_agreement.py results) among them.
+
+Columns: the full and frozen runs' step medians and their ratio, each run's overhead ratio
+(instrumented / plain), the full run's GPU-wait share (``launch.gpu_wait_share`` median: the share
+of its GPU time in host-paced intervals; CUDA only, "-" elsewhere) and the peak allocated memory."""
 
 from __future__ import annotations
 
@@ -7,15 +11,16 @@ import json
 import sys
 from typing import Any
 
-from tlprof.document import RunDocument, RunDocumentError
+from graph_agreement import KIND as GRAPH_AGREEMENT
+from graph_agreement import _f
+from graph_stages import KIND as GRAPH_STAGES
 
-GRAPH_STAGES = "tlprof-bench.graph_stages/1"
-GRAPH_AGREEMENT = "tlprof-bench.graph_agreement/1"
+from tlprof.document import Run, RunDocument, RunDocumentError
 
 
 def main(paths: list[str]) -> int:
     print(f"{'run document':<32} {'device':<28} {'prec':<5} {'batch':>5} {'full ms':>9} "
-          f"{'frozen ms':>9} {'ratio':>6} {'ovh full':>8} {'peak MiB':>9}")
+          f"{'frozen ms':>9} {'ratio':>6} {'ovh full':>8} {'ovh frz':>7} {'gpu wait':>8} {'peak MiB':>9}")
     bench: list[tuple[str, dict[str, Any]]] = []
     for path in paths:
         try:
@@ -33,7 +38,9 @@ def main(paths: list[str]) -> int:
               f"{p.meta.precision:<5} {p.meta.batch_size:>5} "
               f"{full.step_ms.median if full else float('nan'):>9.2f} "
               f"{frozen.step_ms.median if frozen else float('nan'):>9.2f} {ratio:>6.3f} "
-              f"{full.overhead_ratio if full else float('nan'):>8.3f} {peak:>9.0f}")
+              f"{full.overhead_ratio if full else float('nan'):>8.3f} "
+              f"{frozen.overhead_ratio if frozen else float('nan'):>7.3f} {_f(_gpu_wait(full)):>8} "
+              f"{peak:>9.0f}")
     for path, doc in bench:
         print(graph_line(path, doc))
     return 0
@@ -48,8 +55,10 @@ def _bench(path: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and doc.get("kind") in (GRAPH_STAGES, GRAPH_AGREEMENT) else None
 
 
-def _f(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3f}"
+def _gpu_wait(run: Run | None) -> float | None:
+    """The run's median share of GPU time in host-paced intervals (None without a launch section)."""
+    launch = run.launch if run else None
+    return launch.gpu_wait_share.median if launch and launch.gpu_wait_share.samples else None
 
 
 def graph_line(path: str, d: dict[str, Any]) -> str:

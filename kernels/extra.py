@@ -20,10 +20,12 @@ from tlprof.document import KernelsSection, Run, UnitKernels
 from tlprof.instrument import Instrumenter
 from tlprof.marks import Label, StepSample
 from tlprof.runner import RunContext
+from tlprof.state import backend_flags
 
 from .breakdown import LabelKernels, RangeMarks, breakdown, profile_step
 from .ceilings import Ceilings, cached_ceilings, measure_ceilings
 from .flops import StepFlops, UnitActivation, count_flops
+from .precision import effective_precision
 from .roofline import UnitBytes, intensity, roofline_point
 
 # kernel time / measured time outside this range is reported as a warning
@@ -37,7 +39,8 @@ WARN_MIN_SHARE = 0.02
 
 @dataclass
 class KernelsExtra:
-    """A ``RunExtra``; pass ``ceilings`` to reuse figures measured before.
+    """A ``RunExtra``; pass ``ceilings`` to reuse figures measured before on the run's device
+    (figures of another device are dropped: measured again with ``measure``, else none).
 
     ``cache``: read and write the ceilings cache (``ceilings.cached_ceilings``);
     ``notify``: called with a line as each slow part starts (the CLI prints it).
@@ -51,8 +54,9 @@ class KernelsExtra:
     notify: Callable[[str], None] | None = None
 
     def after_run(self, ctx: RunContext, run: Run) -> None:
-        stale = self.ceilings is not None and self.ceilings.device != str(ctx.work.device)
-        if (self.ceilings is None or stale) and self.measure:
+        if self.ceilings is not None and self.ceilings.device != str(ctx.work.device):
+            self.ceilings = None  # another device's figures: neither stored nor used
+        if self.ceilings is None and self.measure:
             device = ctx.work.device
             self.ceilings = (cached_ceilings(device, notify=self.notify) if self.cache
                              else measure_ceilings(device, notify=self.notify))
@@ -64,7 +68,9 @@ class KernelsExtra:
             record.kernels = UnitKernels(flops_fwd=flops.fwd[i], flops_bwd=flops.bwd[i],
                                          flops_other_fwd=flops.other_fwd[i],
                                          flops_other_bwd=flops.other_bwd[i])
-        _store_bytes(run, acts, ctx.cfg.precision, self.ceilings)
+        # the flags as the run left them (``--precision default`` keeps the caller's, e.g. cuDNN's TF32)
+        precision = effective_precision(ctx.cfg.precision, backend_flags(), ctx.work.device)
+        _store_bytes(run, acts, precision, self.ceilings)
         run.kernels = KernelsSection(flops_phases=flops.phases, flops_by_op=flops.by_op,
                                      flops_other_by_op=flops.other_by_op, flop_threads=flops.threads,
                                      ceilings=self.ceilings)
@@ -107,7 +113,7 @@ def _store_bytes(run: Run, acts: Sequence[UnitActivation], precision: str,
 @dataclass
 class KernelStep:
     by_label: dict[Label, LabelKernels]
-    hook_units_ms: float  # the same step's units as its own marks time them
+    hook_units_ms: list[float]  # per unit (fwd + bwd), the same step as its own marks time it
     left_open: int  # ranges still open on other threads at the end
 
 
@@ -128,15 +134,15 @@ def _profile_kernels(ctx: RunContext) -> KernelStep:
 
     events = profile_step(step, ctx.work.device)
     by_label = breakdown(events, device_kernels=ctx.work.device.type == "cuda")
-    hook_ms = sum(samples[0].fwd_ms) + sum(samples[0].bwd_ms)
+    hook_ms = [f + b for f, b in zip(samples[0].fwd_ms, samples[0].bwd_ms)]
     return KernelStep(by_label, hook_ms, left_open)
 
 
 def _store_kernels(run: Run, step: KernelStep, top: int, cuda: bool) -> None:
     empty = LabelKernels()
-    kernel_total = measured_total = 0.0
+    kernel_total = measured_total = profiled_total = 0.0  # over the units that ran kernels
     idle: list[int] = []  # units under whose ranges nothing ran (replayed by the cached run)
-    for record in run.units:
+    for position, record in enumerate(run.units):
         fwd = step.by_label.get(Label.fwd(record.index), empty)
         bwd = step.by_label.get(Label.bwd(record.index), empty)
         measured = record.t_ms
@@ -150,15 +156,15 @@ def _store_kernels(run: Run, step: KernelStep, top: int, cuda: bool) -> None:
             continue
         kernel_total += fwd.total_ms + bwd.total_ms
         measured_total += measured
+        profiled_total += step.hook_units_ms[position]
     agreement = kernel_total / measured_total if measured_total > 0 else None
     section = run.kernels
     section.source = "cuda kernels" if cuda else "cpu ops"
     section.kernel_agreement = agreement
     section.kernel_units_ms, section.measured_units_ms = kernel_total, measured_total
     section.units_without_kernels = idle
-    section.profiled_step_units_ms = step.hook_units_ms
-    section.kernel_agreement_profiled_step = (
-        kernel_total / step.hook_units_ms if step.hook_units_ms > 0 else None)
+    section.profiled_step_units_ms = profiled_total
+    section.kernel_agreement_profiled_step = kernel_total / profiled_total if profiled_total > 0 else None
     for text in _agreement_warnings(run, agreement, measured_total, step.left_open):
         run.warn("kernels", text)
 

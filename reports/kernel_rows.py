@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tlprof.document import Ceilings, RunDocument, UnitKernels, UnitRun
+from tlprof.kernels.precision import effective_precision
 
 
 @dataclass
@@ -31,7 +32,8 @@ class KernelRow:
 @dataclass
 class KernelsSummary:
     ceilings: Ceilings | None
-    precision: str | None
+    precision: str | None  # as profiled (meta.precision)
+    ceiling_precision: str  # whose matmul peak the roofline uses (kernels.precision.effective_precision)
     rows: list[KernelRow] = field(default_factory=list)
     agreement: dict[str, float | None] = field(default_factory=dict)  # run -> kernel sum / measured
 
@@ -66,7 +68,9 @@ def kernels_summary(doc: RunDocument) -> KernelsSummary | None:
     if not runs:
         return None
     first = next(iter(runs.values())).kernels
-    out = KernelsSummary(first.ceilings, doc.meta.precision)
+    meta = doc.meta
+    out = KernelsSummary(first.ceilings, meta.precision,
+                         effective_precision(meta.precision, meta.backend_flags, meta.device))
     for name, run in runs.items():
         out.agreement[name] = run.kernels.kernel_agreement
         for info, u in zip(doc.units, run.units):

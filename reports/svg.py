@@ -228,7 +228,7 @@ def roofline(report: Report) -> str | None:
     points = [r for r in k.rows if r.intensity and r.achieved_tflops]
     if not points:
         return None
-    ceiling, peak = k.ceilings.peak_tflops(k.precision or "fp32")
+    ceiling, peak = k.ceilings.peak_tflops(k.ceiling_precision)  # effective_precision: default may be tf32
     bw_tflops = k.ceilings.copy_gbps * 1e9 / 1e12  # TFLOP/s per FLOP/byte under the memory roof
     x_lo = 10 ** math.floor(math.log10(min(r.intensity for r in points)))
     x_hi = 10 ** math.ceil(math.log10(max(max(r.intensity for r in points), peak / bw_tflops) * 1.01))
