@@ -18,8 +18,8 @@ from typing import Any
 from tlprof.document import Run, RunDocument, finite
 from tlprof.errors import TlprofError
 from tlprof.reports.kernel_rows import KernelsSummary, kernels_summary
-from tlprof.reports.launch_rows import LaunchSummary, launch_summary
-from tlprof.reports.uncertainty import MIN_SAMPLES, Interval, columns_cis, median_ci, ratio_ci
+from tlprof.reports.launch_rows import LaunchRun, LaunchSummary, launch_summary, opt_sum
+from tlprof.reports.uncertainty import MIN_SAMPLES, Interval, bounds_text, columns_cis, median_ci, ratio_ci
 
 SCHEMA = "tlprof.report/2"  # 2: model 1 counted as the full training (issue #13); ``base`` → ``first_model``
 GRANULARITIES = ("unit", "block", "stage")
@@ -138,7 +138,7 @@ class FrozenSummary:
     breakdown: list[Part]  # where the frozen step's time goes
     savings: list[Part]  # where the saving comes from, ms and bytes
     memory: dict[str, dict[str, int | None]]  # figure → {full, frozen, saved}
-    step_ratio_ci: Interval | None = None  # bootstrap CI of frozen/full (reports/uncertainty.py)
+    step_ratio_ci: Interval  # bootstrap CI of frozen/full (reports/uncertainty.py)
 
 
 @dataclass
@@ -148,7 +148,7 @@ class CachedSummary:
     step_ms: float  # h_N: a training step of units N+1..L fed cached features
     step_ratio: float  # h_N / s_full
     frozen_step_ratio: float | None  # h_N / s_frozen
-    step_ratio_ci: Interval | None = None  # bootstrap CI of h_N / s_full
+    step_ratio_ci: Interval  # bootstrap CI of h_N / s_full
 
 
 @dataclass
@@ -248,6 +248,7 @@ class DistributedSummary:
     ranks: list[RankSummary]
     saving: list[Part]  # the frozen run's saving: compute and communication
     verdicts: list[str]
+    saved_ms: float | None = None  # the frozen run's saving per step that ``saving`` splits
 
 
 @dataclass
@@ -314,18 +315,6 @@ def _div(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-def _phase(run: Run, *names: str) -> float:
-    return run.phase_ms(*names)
-
-
-def _fwd(run: Run, lo: int = 0, hi: int | None = None) -> float:
-    return run.fwd_ms(lo, hi)
-
-
-def _bwd(run: Run, lo: int = 0, hi: int | None = None) -> float:
-    return run.bwd_ms(lo, hi)
-
-
 def _mem(run: Run, key: str) -> int | None:
     """A memory figure of the run: saved, grad, optimizer_state (units' totals) or peak."""
     if key == "saved":
@@ -343,7 +332,7 @@ def unit_rows(profile: RunDocument, full: Run, n_frozen: int) -> list[UnitRow]:
     frozen, cached = profile.runs.get("frozen"), profile.runs.get("cached")
     rows, cum = [], 0.0
     for i, (desc, u) in enumerate(zip(profile.units, full.units)):
-        t = u.fwd_ms.median + u.bwd_ms.median
+        t = u.t_ms
         cum += t
         rows.append(UnitRow(
             name=desc.name, stage=desc.stage, block=desc.block,
@@ -358,10 +347,6 @@ def unit_rows(profile: RunDocument, full: Run, n_frozen: int) -> list[UnitRow]:
             saved_bytes=u.saved_bytes, param_bytes=u.param_bytes,
         ))
     return rows
-
-
-def _opt_sum(values: list[float | None]) -> float | None:
-    return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
 
 
 def rollup(rows: list[UnitRow], key: str, step_ms: float) -> list[UnitRow]:
@@ -379,10 +364,10 @@ def rollup(rows: list[UnitRow], key: str, step_ms: float) -> list[UnitRow]:
             fwd_ms=sum(m.fwd_ms for m in members), bwd_ms=sum(m.bwd_ms for m in members),
             t_ms=t, step_share=_div(t, step_ms), cum_share=_div(cum, step_ms),
             noisy=any(m.noisy for m in members),
-            frozen_fwd_ms=_opt_sum([m.frozen_fwd_ms for m in members]),
-            frozen_bwd_ms=_opt_sum([m.frozen_bwd_ms for m in members]),
-            cached_fwd_ms=_opt_sum([m.cached_fwd_ms for m in members]),
-            cached_bwd_ms=_opt_sum([m.cached_bwd_ms for m in members]),
+            frozen_fwd_ms=opt_sum([m.frozen_fwd_ms for m in members]),
+            frozen_bwd_ms=opt_sum([m.frozen_bwd_ms for m in members]),
+            cached_fwd_ms=opt_sum([m.cached_fwd_ms for m in members]),
+            cached_bwd_ms=opt_sum([m.cached_bwd_ms for m in members]),
             saved_bytes=sum(m.saved_bytes for m in members),
             param_bytes=sum(m.param_bytes for m in members),
         ))
@@ -414,24 +399,24 @@ def frozen_summary(full: Run, frozen: Run, n_units: int) -> FrozenSummary:
     n = frozen.freeze
     s_full, s_frozen = full.step_ms.median, frozen.step_ms.median
     parts = [
-        ("forward of frozen units", _fwd(frozen, 0, n)),
-        ("forward of trainable units", _fwd(frozen, n)),
-        ("backward of trainable units", _bwd(frozen, n)),
-        ("loss forward + backward", _phase(frozen, "loss_fwd", "loss_bwd")),
-        ("optimizer + zero_grad", _phase(frozen, "optimizer", "zero_grad")),
-        ("other", _phase(frozen, "other")),
+        ("forward of frozen units", frozen.fwd_ms(0, n)),
+        ("forward of trainable units", frozen.fwd_ms(n)),
+        ("backward of trainable units", frozen.bwd_ms(n)),
+        ("loss forward + backward", frozen.phase_ms("loss_fwd", "loss_bwd")),
+        ("optimizer + zero_grad", frozen.phase_ms("optimizer", "zero_grad")),
+        ("other", frozen.phase_ms("other")),
     ]
     breakdown = [Part(name, ms, _div(ms, s_frozen)) for name, ms in parts]
     breakdown.append(Part("step − Σ medians", s_frozen - sum(ms for _, ms in parts),
                           _div(s_frozen - sum(ms for _, ms in parts), s_frozen)))
     savings = _savings(full, frozen)
-    predicted = _fwd(full) + _bwd(full, n) + _phase(
-        full, "loss_fwd", "loss_bwd", "optimizer", "zero_grad", "other")
+    predicted = full.fwd_ms() + full.bwd_ms(n) + full.phase_ms(
+        "loss_fwd", "loss_bwd", "optimizer", "zero_grad", "other")
     return FrozenSummary(
         freeze=n, full_step_ms=s_full, frozen_step_ms=s_frozen,
         step_ratio=_div(s_frozen, s_full), paper_ratio=(n_units - n) / n_units,
         predicted_ratio=_div(predicted, s_full), saved_ms=s_full - s_frozen,
-        bwd_over_fwd=_div(_bwd(full), _fwd(full)),
+        bwd_over_fwd=_div(full.bwd_ms(), full.fwd_ms()),
         breakdown=breakdown, savings=savings, memory=_memory_saved(full, frozen),
         step_ratio_ci=ratio_ci(frozen.step_ms.samples, full.step_ms.samples),
     )
@@ -445,15 +430,15 @@ def _diff_bytes(full: Run, frozen: Run, key: str) -> int | None:
 def _savings(full: Run, frozen: Run) -> list[Part]:
     s_saved = full.step_ms.median - frozen.step_ms.median
     sources = [
-        Part("backward not run", _bwd(full) - _bwd(frozen),
+        Part("backward not run", full.bwd_ms() - frozen.bwd_ms(),
              bytes=_diff_bytes(full, frozen, "grad")),
-        Part("activations not saved (lighter forward)", _fwd(full) - _fwd(frozen),
+        Part("activations not saved (lighter forward)", full.fwd_ms() - frozen.fwd_ms(),
              bytes=_diff_bytes(full, frozen, "saved")),
-        Part("smaller optimizer step", _phase(full, "optimizer", "zero_grad")
-             - _phase(frozen, "optimizer", "zero_grad"),
+        Part("smaller optimizer step", full.phase_ms("optimizer", "zero_grad")
+             - frozen.phase_ms("optimizer", "zero_grad"),
              bytes=_diff_bytes(full, frozen, "optimizer_state")),
-        Part("loss and other phases", _phase(full, "loss_fwd", "loss_bwd", "other")
-             - _phase(frozen, "loss_fwd", "loss_bwd", "other")),
+        Part("loss and other phases", full.phase_ms("loss_fwd", "loss_bwd", "other")
+             - frozen.phase_ms("loss_fwd", "loss_bwd", "other")),
     ]
     sources.append(Part("step − Σ medians", s_saved - sum(p.ms for p in sources)))
     for p in sources:
@@ -614,6 +599,10 @@ def exposed_ms(run: Run) -> float | None:
     return comm.exposed_ms.median if comm and comm.exposed_ms.samples else None
 
 
+def saved_step_ms(full: Run, frozen: Run) -> float:
+    return full.step_ms.median - frozen.step_ms.median
+
+
 def comm_row(run: Run) -> CommRow | None:
     comm = run.distributed.comm if run.distributed else None
     if comm is None:
@@ -686,11 +675,12 @@ def rank_summary(run: Run, names: list[str]) -> RankSummary | None:
 
 
 def comm_saving(full: Run, frozen: Run) -> list[Part]:
-    """The frozen saving split: the step without exposed communication, and the exposed part."""
+    """The frozen saving (``saved_step_ms``) split: the step without exposed communication, and the
+    exposed part."""
     c_full, c_frozen = exposed_ms(full), exposed_ms(frozen)
     if c_full is None or c_frozen is None:
         return []
-    saved = full.step_ms.median - frozen.step_ms.median
+    saved = saved_step_ms(full, frozen)
     bytes_saved = full.distributed.comm.bytes_per_step - frozen.distributed.comm.bytes_per_step
     comm = c_full - c_frozen
     parts = [Part("compute (step − exposed communication)", saved - comm),
@@ -719,7 +709,8 @@ def distributed_summary(profile: RunDocument, names: list[str]) -> DistributedSu
         verdicts.append(
             f"of the frozen saving, compute gives {saving[0].ms:.3g} ms ({_pct(saving[0].share)}) and "
             f"communication {saving[1].ms:.3g} ms ({_pct(saving[1].share)})")
-    return DistributedSummary(first.world_size, first.backend, comm, ranks, saving, verdicts)
+    return DistributedSummary(first.world_size, first.backend, comm, ranks, saving, verdicts,
+                              saved_step_ms(full, frozen) if saving else None)
 
 
 def _pct(x: float | None) -> str:
@@ -747,7 +738,7 @@ def decide(ci: Interval, lo: float, hi: float, what: str) -> tuple[str, str]:
         return HOLDS, ""
     if ci.outside(lo, hi):
         return REFUTED, ""
-    bounds = "unbounded" if not ci.finite else ci.bounds(_g)
+    bounds = bounds_text(ci, _g, "unbounded")
     return NOT_ENOUGH, (f"{what}'s {ci.level:.0%} CI {bounds} straddles the band [{_g(lo)}, {_g(hi)}] "
                         "where it agrees with the paper")
 
@@ -805,17 +796,8 @@ def claim_uniform(u: Uniformity, names: list[str], t_ms: list[float], full: Run)
 
 def _ci_text(ci: Interval | None, value: float, spec: str = ".3g") -> str:
     """``0.643 [0.63, 0.66]``: the figure, and its CI when it has a finite one."""
-    text = format(value, spec)
-    if ci is None or not ci.finite:
-        return text
-    return f"{text} {ci.bounds(lambda x: format(x, spec))}"
-
-
-def ci_phrase(ci: Interval | None) -> str:
-    """``95% CI, n = 10/10`` (or why there is no interval)."""
-    if ci is None:
-        return ""
-    return f"{ci.level:.0%} CI, {ci.counts()}" if ci.finite else f"no CI, {ci.counts()}"
+    bounds = bounds_text(ci, lambda x: format(x, spec))
+    return f"{value:{spec}} {bounds}" if bounds else format(value, spec)
 
 
 def _band(paper: float) -> tuple[float, float]:
@@ -829,12 +811,12 @@ def claim_per_model(f: FrozenSummary | None, n_units: int, n_frozen: int) -> Cla
     if f is None:
         return Claim("per_model_cost", text, NOT_MEASURED,
                      "needs a frozen run: profile with --freeze N (--runs both or all)")
-    ci = f.step_ratio_ci or ratio_ci([f.frozen_step_ms], [f.full_step_ms])
+    ci = f.step_ratio_ci
     lo, hi = _band(f.paper_ratio)
     verdict, reason = decide(ci, lo, hi, "frozen/full")
     fwd_frozen = f.breakdown[0]
     evidence = (
-        f"frozen/full step = {_ci_text(ci, f.step_ratio, '.3f')} ({ci_phrase(ci)}) vs {f.paper_ratio:.3f} "
+        f"frozen/full step = {_ci_text(ci, f.step_ratio, '.3f')} ({ci.phrase()}) vs {f.paper_ratio:.3f} "
         f"(agreement within ±{RATIO_TOLERANCE:.0%}: {lo:.3f}–{hi:.3f}); frozen units still run "
         f"their forward every step ({fwd_frozen.ms:.3g} ms, {fwd_frozen.share:.0%} of the frozen "
         f"step) and backward is {f.bwd_over_fwd:.2f}× forward, so forward-all + backward-tail "
@@ -867,7 +849,7 @@ def claim_growth(cm: CostModel, marginal: Interval | None = None, limit: Interva
         f"T_transfer(k) = T_full + (k−1)·p = {best.first_model:.4g} + (k−1)·"
         f"{best.per_model_transfer:.4g} {cm.unit} ({best.name}) is affine in k: model 1 trains in "
         f"full and every model after it costs the same {p} {cm.unit}"
-        f"{f' ({ci_phrase(marginal)})' if marginal is not None else ''}; "
+        f"{f' ({marginal.phrase()})' if marginal is not None else ''}; "
         f"T_transfer/T_classic falls from {best.ratio[0]:.3f} (k=1) to {best.ratio[-1]:.3f} "
         f"(k={ks[-1]}) and tends to p/T_full = {_ci_text(limit, best.limit_ratio, '.3f')}, not to 0; "
         f"log T grows like log k only because T is linear"
@@ -907,11 +889,9 @@ def example(specs: dict[str, RowSpec], n_units: int) -> dict[str, dict[str, floa
     return out
 
 
-def example_ci(f: FrozenSummary) -> Interval | None:
+def example_ci(f: FrozenSummary) -> Interval:
     """Measured steps' T_transfer(3) over its counting's, (1 + 2r)/(1 + 2(L−N)/L), from the CI of
     r = frozen/full (increasing in r)."""
-    if f.step_ratio_ci is None:
-        return None
     later = PAPER_K - 1
     return f.step_ratio_ci.map(lambda r: (1 + later * r) / (1 + later * f.paper_ratio))
 
@@ -922,12 +902,11 @@ def claim_example(ex: dict[str, dict[str, float]], n_units: int, n_frozen: int,
     text = f"{paper['classic']:.0f} h vs {paper['transfer']:.0f} h for {PAPER_K} models (t = 1 h)"
     if not n_frozen:
         return Claim("three_models", text, NOT_MEASURED, "needs --freeze N", ex)
-    if "measured" not in ex or frozen is None:  # the paper's counting alone cannot test the paper
+    if frozen is None:  # no measured row either: the paper's counting alone cannot test the paper
         return Claim("three_models", text, NOT_MEASURED,
                      "needs a frozen run (--freeze N with --runs both or all): without measured "
                      "frozen steps only the paper's own counting is available", ex)
-    ours = ex["paper_uniform"]["transfer"]
-    ci = example_ci(frozen) or ratio_ci([ex["measured"]["transfer"]], [ours])
+    ci = example_ci(frozen)
     lo, hi = 1 - RATIO_TOLERANCE, 1 + RATIO_TOLERANCE
     verdict, reason = decide(ci, lo, hi, "measured steps / its counting")
     labels = {**EXAMPLE_LABELS, "paper_uniform": f"its counting at L = {n_units}, N = {n_frozen}"}
@@ -937,7 +916,7 @@ def claim_example(ex: dict[str, dict[str, float]], n_units: int, n_frozen: int,
              for name, e in ex.items()]
     evidence = (f"k = {PAPER_K}, model 1 in full, models 2–{PAPER_K} frozen, one training from "
                 f"scratch = L h: " + "; ".join(parts)
-                + f"; measured steps / its counting = {_ci_text(ci, ci.value, '.2f')} ({ci_phrase(ci)})")
+                + f"; measured steps / its counting = {_ci_text(ci, ci.value, '.2f')} ({ci.phrase()})")
     return Claim("three_models", text, verdict, _with_reason(evidence, verdict, [reason]), ex, ci, reason)
 
 # -- the whole report -----------------------------------------------------------
@@ -975,7 +954,7 @@ def build_report(profile: RunDocument, options: ReportOptions | None = None) -> 
     claims = [
         claim_uniform(uni, names, t_ms, full),
         claim_per_model(fz, n_units, n_frozen),
-        claim_growth(cm, *_marginal_cis(full, frozen, fz, cm, options)),
+        claim_growth(cm, *_marginal_cis(frozen, fz, cm, options)),
         claim_example(example(specs, n_units), n_units, n_frozen, options.data_per_model, fz),
     ]
     return Report(
@@ -992,10 +971,10 @@ def build_report(profile: RunDocument, options: ReportOptions | None = None) -> 
     )
 
 
-def _marginal_cis(full: Run, frozen: Run | None, fz: FrozenSummary | None, cm: CostModel,
+def _marginal_cis(frozen: Run | None, fz: FrozenSummary | None, cm: CostModel,
                   options: ReportOptions) -> tuple[Interval | None, Interval | None]:
     """The measured row's per-model cost p = s_frozen·S·E (in the cost model's unit) and p/T_full."""
-    if frozen is None or fz is None:
+    if frozen is None:  # fz is built exactly when there is a frozen run
         return None, None
     scale = options.steps * options.epoch_count / cm.ms_per_unit
     return median_ci(frozen.step_ms.samples).map(lambda ms: ms * scale), fz.step_ratio_ci
@@ -1031,30 +1010,32 @@ def _contention_notes(profile: RunDocument) -> list[str]:
 HOST_BOUND_SHARE = 0.2  # the GPU's idle share (kernels, else the GPU-wait bound) above which: host-bound
 
 
-def _launch_notes(launch: LaunchSummary | None, frozen: Run | None) -> list[str]:
-    """Eager CUDA runs whose GPU waited for the host: their unit times are host time (tlprof.launch).
+def _launch_note(r: LaunchRun) -> str | None:
+    """The run's note when its GPU waited for the host: its unit times are host time (tlprof.launch).
 
     Where the run has per-unit kernel sums (``--kernels``), the GPU's idle share of the units' time is
     1 − the kernel-busy share, which decides; without them the GPU-wait share, an upper bound, does.
     """
-    notes, bound = [], []
-    for r in launch.runs if launch else []:
-        waited = r.gpu_wait_share
-        if r.kernel_busy_share is not None:
-            if 1 - r.kernel_busy_share <= HOST_BOUND_SHARE:
-                continue
-            notes.append(f"{r.run} run: the GPU ran kernels for only {r.kernel_busy_share:.0%} of the units' "
-                         f"GPU time (kernel sums, --kernels; {r.kernel_bound_units} launch-bound units by "
-                         f"kernels; the host-paced upper bound: up to {waited:.0%} of the step, "
-                         f"{r.launch_bound_units} of {r.units} units); its unit times are host-paced — "
-                         "--graph measures GPU-true figures")
-        elif waited > HOST_BOUND_SHARE:
-            notes.append(f"{r.run} run: the GPU waited for the host in up to {waited:.0%} of the step "
-                         f"({r.launch_bound_units} launch-bound units); its unit times are host-paced — "
-                         "--graph measures GPU-true figures")
-        else:
-            continue
-        bound.append(r.run)
+    waited = r.gpu_wait_share
+    if r.kernel_busy_share is not None:
+        if 1 - r.kernel_busy_share <= HOST_BOUND_SHARE:
+            return None
+        return (f"{r.run} run: the GPU ran kernels for only {r.kernel_busy_share:.0%} of the units' "
+                f"GPU time (kernel sums, --kernels; {r.kernel_bound_units} launch-bound units by "
+                f"kernels; the host-paced upper bound: up to {waited:.0%} of the step, "
+                f"{r.launch_bound_units} of {r.units} units); its unit times are host-paced — "
+                "--graph measures GPU-true figures")
+    if waited > HOST_BOUND_SHARE:
+        return (f"{r.run} run: the GPU waited for the host in up to {waited:.0%} of the step "
+                f"({r.launch_bound_units} launch-bound units); its unit times are host-paced — "
+                "--graph measures GPU-true figures")
+    return None
+
+
+def _launch_notes(launch: LaunchSummary | None, frozen: Run | None) -> list[str]:
+    """Each host-bound run's note, then what that means for claim 2."""
+    noted = {r.run: note for r in (launch.runs if launch else []) if (note := _launch_note(r)) is not None}
+    notes, bound = list(noted.values()), list(noted)
     if frozen is not None and bound:
         notes.append(f"claim 2: the frozen/full ratio is host-bound ({', '.join(bound)} run "
                      "host-paced); profile with --graph for the GPU-true ratio")
@@ -1065,10 +1046,14 @@ def _warnings(profile: RunDocument) -> list[ReportWarning]:
     return [ReportWarning(name, w.part, w.text) for name, w in profile.warnings()]
 
 
-def overhead_cis(profile: RunDocument) -> dict[str, Interval]:
-    """Per run, instrumented / plain step with its bootstrap CI (NaN where no plain step was measured):
+def overhead_ci(run: Run) -> Interval:
+    """Instrumented / plain step with its bootstrap CI (NaN where no plain step was measured):
     wall-to-wall where the run has those samples (docs/design.md §3), as ``Run.overhead_ratio``."""
-    return {name: ratio_ci(*(s.samples for s in run.overhead_samples)) for name, run in profile.runs.items()}
+    return ratio_ci(*(s.samples for s in run.overhead_samples))
+
+
+def overhead_cis(profile: RunDocument) -> dict[str, Interval]:
+    return {name: overhead_ci(run) for name, run in profile.runs.items()}
 
 
 def _noise_notes(profile: RunDocument) -> list[str]:

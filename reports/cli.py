@@ -92,7 +92,6 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     options = ReportOptions(models=args.models, steps_per_epoch=args.steps_per_epoch,
                             epochs=args.epochs, granularity=args.granularity,
                             data_per_model=args.different_data)
-    options.validate()
     report = _built(args.run, lambda: build_report(doc, options))
     if args.plots:
         paths = write_plots(report, args.plots)

@@ -16,7 +16,7 @@ from tlprof.document import Run, RunDocument, finite
 from tlprof.reports.markdown import md_table
 from tlprof.reports.provenance import SAME_WORK, differences, settings
 from tlprof.reports.text import fmt_num, fmt_ratio
-from tlprof.reports.uncertainty import MIN_SAMPLES, Interval, diff_ci, step_totals
+from tlprof.reports.uncertainty import MIN_SAMPLES, Interval, bounds_text, diff_ci, step_totals
 from tlprof.stats import Stats
 
 SCHEMA = "tlprof.compare/1"  # fields added by issue #12: each delta's ci, noise, a_iqr_ms, b_iqr_ms
@@ -105,8 +105,7 @@ def _totals_delta(name: str, attr: str, a: Run, b: Run) -> Delta:
     cols_b = [getattr(u, attr).samples for u in b.units]
     tot_a, tot_b = step_totals(cols_a), step_totals(cols_b)
     ci = diff_ci(tot_a, tot_b) if tot_a is not None and tot_b is not None else None
-    return Delta("units", name, sum(getattr(u, attr).median for u in a.units),
-                 sum(getattr(u, attr).median for u in b.units), ci=ci)
+    return Delta("units", name, getattr(a, attr)(), getattr(b, attr)(), ci=ci)  # Run.fwd_ms(), Run.bwd_ms()
 
 
 def _summary(a: Run, b: Run) -> list[Delta]:
@@ -148,8 +147,8 @@ def _comm_notes(name: str, a: Run, b: Run) -> list[str]:
 def _units(names: list[str], a: Run, b: Run) -> list[Delta]:
     out = []
     for name, ua, ub in zip(names, a.units, b.units):
-        fa, ba, fb, bb = ua.fwd_ms.median, ua.bwd_ms.median, ub.fwd_ms.median, ub.bwd_ms.median
-        out.append(Delta("unit", name, fa + ba, fb + bb, ua.index, fa, ba, fb, bb))
+        out.append(Delta("unit", name, ua.t_ms, ub.t_ms, ua.index, ua.fwd_ms.median, ua.bwd_ms.median,
+                         ub.fwd_ms.median, ub.bwd_ms.median))
     return out
 
 
@@ -192,9 +191,7 @@ def _delta_cells(d: Delta) -> list[str]:
 
 
 def _ci_cell(ci: Interval | None) -> str:
-    if ci is None or not ci.finite:
-        return "-"
-    return f"[{ci.low:+.3g}, {ci.high:+.3g}]"
+    return bounds_text(ci, lambda x: f"{x:+.3g}", "-")
 
 
 def _iqr_cell(d: Delta) -> str:
@@ -263,8 +260,7 @@ def compare_markdown(c: Comparison) -> str:
     for rc in c.runs:
         parts.append(f"## {rc.run} run")
         parts.append(md_table(["figure", *SUMMARY_COLUMNS],
-                              [[d.name, *_summary_cells(d)] for d in rc.summary],
-                              right=set(SUMMARY_COLUMNS) - {"noise"}))
+                              [[d.name, *_summary_cells(d)] for d in rc.summary]))
         if rc.units:
             parts.append(md_table(
                 list(UNIT_COLUMNS),

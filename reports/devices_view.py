@@ -7,9 +7,11 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from tlprof.reports.text import fmt_opt
 
-def _num(value: float | None, fmt: str = "{:.0f}") -> str:
-    return "-" if value is None else fmt.format(value)
+
+def _whole(value: float | None) -> str:
+    return fmt_opt(value, ".0f")
 
 
 def devices_table(snapshot: Any) -> Table:
@@ -27,10 +29,10 @@ def devices_table(snapshot: Any) -> Table:
         mem = None if d.memory_total_bytes is None else d.memory_total_bytes / 2**30
         slow = [r for r in s.throttle_reasons or [] if r != "gpu_idle"]
         table.add_row(
-            str(i), d.name, _num(mem, "{:.1f}"),
-            f"{_num(s.sm_clock_mhz)}/{_num(d.max_sm_clock_mhz)}",
-            f"{_num(s.memory_clock_mhz)}/{_num(d.max_memory_clock_mhz)}",
-            f"{_num(s.power_w)}/{_num(d.power_limit_w)}", _num(s.temperature_c),
+            str(i), d.name, fmt_opt(mem, ".1f"),
+            f"{_whole(s.sm_clock_mhz)}/{_whole(d.max_sm_clock_mhz)}",
+            f"{_whole(s.memory_clock_mhz)}/{_whole(d.max_memory_clock_mhz)}",
+            f"{_whole(s.power_w)}/{_whole(d.power_limit_w)}", _whole(s.temperature_c),
             ", ".join(slow) or ("-" if s.throttle_reasons is None else "none"),
         )
     return table

@@ -7,12 +7,9 @@ from rich.table import Table
 from rich.text import Text
 
 from tlprof.document import RunDocument
+from tlprof.reports.text import fmt_opt
 
 TOP_UNITS = 10
-
-
-def _fmt(value: float | None, fmt: str) -> str:
-    return "-" if value is None else fmt.format(value)
 
 
 def energy_table(profile: RunDocument) -> Table | None:
@@ -24,16 +21,16 @@ def energy_table(profile: RunDocument) -> Table | None:
     for name in runs:
         table.add_column(name, justify="right")
     rows = (
-        ("energy per step (J)", "energy_per_step_j", "{:.3f}"),
-        ("average power (W)", "avg_power_w", "{:.1f}"),
-        ("steps in the window", "steps", "{}"),
-        ("window (s)", "window_s", "{:.2f}"),
-        ("counter tick (ms)", "counter_tick_s", "{:.1f}"),
-        ("resolution (± share)", "resolution", "{:.1%}"),
+        ("energy per step (J)", "energy_per_step_j", ".3f"),
+        ("average power (W)", "avg_power_w", ".1f"),
+        ("steps in the window", "steps", ""),
+        ("window (s)", "window_s", ".2f"),
+        ("counter tick (ms)", "counter_tick_s", ".1f"),
+        ("resolution (± share)", "resolution", ".1%"),
     )
     for label, key, fmt in rows:
         scale = 1000 if key == "counter_tick_s" else 1
-        table.add_row(label, *[_fmt(None if getattr(e, key) is None else getattr(e, key) * scale, fmt)
+        table.add_row(label, *[fmt_opt(None if getattr(e, key) is None else getattr(e, key) * scale, fmt)
                                for e in runs.values()])
     return table
 
@@ -54,7 +51,7 @@ def unit_estimate_table(profile: RunDocument) -> Table | None:
     for i in order[:TOP_UNITS]:
         cells = [profile.runs[n].units[i].energy_estimate_j for n in names]
         table.add_row(str(i + 1), profile.units[i].name,
-                      *[_fmt(None if c is None else c * 1000, "{:.1f}") for c in cells])
+                      *[fmt_opt(None if c is None else c * 1000, ".1f") for c in cells])
     return table
 
 

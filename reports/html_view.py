@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from html import escape
 
 from tlprof.reports.builder import HOLDS, NOT_ENOUGH, REFUTED, Report
@@ -11,6 +11,7 @@ from tlprof.reports.svg import report_plots
 from tlprof.reports.text import (
     PER_LATER_MODEL,
     ROW_TITLES,
+    TextTable,
     cached_lines,
     cost_notes,
     distributed_tables,
@@ -20,6 +21,7 @@ from tlprof.reports.text import (
     frozen_sentence,
     frozen_tables,
     headline,
+    is_num,
     launch_rules,
     launch_table,
     padding_lines,
@@ -46,30 +48,30 @@ figure { margin: 0.5em 0 1.5em; }
 VERDICT_CLASS = {HOLDS: "holds", REFUTED: "refuted", NOT_ENOUGH: "not-enough"}
 
 
-def _is_num(text: str) -> bool:
-    return text[:1].isdigit() or text[:1] in "-–" and text[1:2].isdigit()
-
-
 def html_table(header: Sequence[str], rows: Sequence[Sequence[str]], raw_cols: Sequence[int] = ()) -> str:
     out = ["<table>", "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr>"]
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
             text = cell if i in raw_cols else escape(cell)
-            cls = ' class="num"' if _is_num(cell) else ""
+            cls = ' class="num"' if is_num(cell) else ""
             cells.append(f"<td{cls}>{text}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
 
 
+def html_tables(tables: Iterable[TextTable], tag: str = "h3") -> list[str]:
+    """Each table under its title, as an ``<h3>`` (or another element: ``tag``)."""
+    return [part for t in tables
+            for part in (f"<{tag}>{escape(t.title)}</{tag}>", html_table(t.header, t.rows))]
+
+
 def _frozen_html(report: Report) -> str:
     f = report.frozen
     if f is None:
         return '<p class="dim">Not measured: profile with <code>--freeze N</code>.</p>'
-    parts = [f"<p>{frozen_sentence(f, strong=lambda x: f'<b>{x}</b>')}</p>"]
-    for t in frozen_tables(f):
-        parts += [f"<h3>{escape(t.title)}</h3>", html_table(t.header, t.rows)]
+    parts = [f"<p>{frozen_sentence(f, strong=lambda x: f'<b>{x}</b>')}</p>", *html_tables(frozen_tables(f))]
     return "\n".join(parts)
 
 
@@ -95,15 +97,13 @@ def _cost_html(report: Report) -> str:
     parts = [notes, summary, html_table(header, rows)]
     example = example_table(report)
     if example is not None:
-        parts += [f"<h3>{escape(example.title)}</h3>", html_table(example.header, example.rows)]
+        parts += html_tables([example])
     return "\n".join(parts)
 
 
 def _distributed_html(report: Report) -> str:
     d = report.distributed
-    parts = []
-    for t in distributed_tables(d):
-        parts += [f"<h3>{escape(t.title)}</h3>", html_table(t.header, t.rows)]
+    parts = html_tables(distributed_tables(d))
     parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in [*d.verdicts, *padding_lines(d)])
                  + "</ul>")
     return "\n".join(parts)
@@ -111,11 +111,7 @@ def _distributed_html(report: Report) -> str:
 
 def _launch_html(report: Report) -> str:
     s = report.launch
-    parts = []
-    for r in s.runs:
-        table, _ = launch_table(r)
-        parts += [f"<h3>{escape(r.run)} run</h3>", f"<p>{escape(table.title)}</p>",
-                  html_table(table.header, table.rows)]
+    parts = html_tables((launch_table(r)[0] for r in s.runs), tag="p")  # "{run} run: GPU-wait share..."
     parts.append('<ul class="dim">' + "".join(f"<li>{escape(rule)}</li>" for rule in launch_rules(s))
                  + "</ul>")
     return "\n".join(parts)

@@ -19,7 +19,7 @@ from tlprof.document import Ceilings, Run, RunDocument, UnitKernels, UnitRun, fi
 from tlprof.errors import TlprofError
 from tlprof.reports.kernel_rows import KernelRow, pass_rows
 from tlprof.reports.markdown import md_table
-from tlprof.reports.text import fmt_bytes
+from tlprof.reports.text import fmt_bytes, fmt_opt
 
 BYTES_NOTE = (
     "bytes: a lower bound on traffic, each tensor once: forward reads parameters and input "
@@ -40,10 +40,6 @@ def fmt_si(n: float | None, unit: str = "") -> str:
             v = n / scale
             return f"{v:.0f}{prefix}{unit}" if v >= 100 else f"{v:.3g}{prefix}{unit}"
     return f"{n:.0f}{unit}"
-
-
-def _num(x: float | None, fmt: str) -> str:
-    return "-" if x is None else format(x, fmt)
 
 
 def ceilings_table(c: Ceilings) -> Table:
@@ -71,11 +67,11 @@ def _pass_cells(r: KernelRow) -> list[str]:
         fmt_si(r.flops),
         fmt_si(r.flops_other),
         fmt_bytes(r.bytes),
-        _num(r.intensity, ".0f"),
-        _num(r.achieved_tflops, ".3g"),
+        fmt_opt(r.intensity, ".0f"),
+        fmt_opt(r.achieved_tflops, ".3g"),
         f"{r.pct_of_roof:.0f}% {r.bound[:3]}" if r.pct_of_roof is not None else "-",
         f"{r.measured_ms:.2f}",
-        _num(r.kernel_ms, ".2f"),
+        fmt_opt(r.kernel_ms, ".2f"),
     ]
 
 
@@ -103,7 +99,7 @@ def run_table(profile: RunDocument, name: str, run: Run) -> Table:
     table.add_column("agree", justify="right")
     for unit, u in zip(profile.units, run.units):
         fwd, *bwd = pass_rows(name, u.index, unit.name, u)
-        table.add_row(str(u.index), unit.name, *_pass_cells(fwd), _num(fwd.agreement, ".2f"))
+        table.add_row(str(u.index), unit.name, *_pass_cells(fwd), fmt_opt(fwd.agreement, ".2f"))
         for row in bwd:
             table.add_row("", "", *_pass_cells(row), "")
     return table
@@ -254,7 +250,8 @@ def kernels_json(profile: RunDocument, top: int = 3, runs: list[str] | None = No
 
 def _md_cells(r: KernelRow) -> list[str]:
     first = r.direction == "fwd"
-    return [str(r.index) if first else "", r.name if first else "", *_pass_cells(r), _num(r.agreement, ".2f")]
+    return [str(r.index) if first else "", r.name if first else "", *_pass_cells(r),
+            fmt_opt(r.agreement, ".2f")]
 
 
 def kernels_markdown(profile: RunDocument, top: int = 3, runs: list[str] | None = None) -> str:
@@ -267,14 +264,13 @@ def kernels_markdown(profile: RunDocument, top: int = 3, runs: list[str] | None 
         rows.append(["device copy", f"{ceilings.copy_gbps:.1f} GB/s",
                      f"{ceilings.copy_bytes / 2**20:.0f} MiB"])
         parts += [f"## Ceilings on {ceilings.device} ({ceilings.device_name})",
-                  md_table(["measure", "median", "size"], rows, right={"median", "size"})]
+                  md_table(["measure", "median", "size"], rows)]
     header = ["#", "unit", "", "FLOPs", "other", "bytes", "F/B", "TF/s", "roof", "ms", "kern", "agree"]
     for name in chosen:
         run = profile.runs[name]
         parts += [f"## {name} run per unit",
                   md_table(header, [_md_cells(r) for unit, u in zip(profile.units, run.units)
-                                    for r in pass_rows(name, u.index, unit.name, u)],
-                           right=set(header) - {"unit", ""})]
+                                    for r in pass_rows(name, u.index, unit.name, u)])]
         if top > 0:
             kern_rows = [[str(u.index), unit.name, p, "; ".join(
                 f"{_short(k['name'])} ×{k['count']} {k['total_ms']:.2f}"
@@ -283,11 +279,10 @@ def kernels_markdown(profile: RunDocument, top: int = 3, runs: list[str] | None 
                 if getattr(_kernels(u), f"kernels_{p}")]
             if kern_rows:
                 parts += [f"### {name} run, top {top} kernels/ops per unit and pass (×count, total ms)",
-                          md_table(["#", "unit", "", "kernels"], kern_rows, right={"#"})]
+                          md_table(["#", "unit", "", "kernels"], kern_rows)]
         if op_rows(run):
             parts += [f"### {name} run, FLOPs by operator (one training step)",
-                      md_table(["operator", "FLOPs", "share", "kind"], op_rows(run),
-                               right={"FLOPs", "share"})]
+                      md_table(["operator", "FLOPs", "share", "kind"], op_rows(run))]
         parts.append(run_summary(name, run).plain.replace("\n  warning:", "\n- warning:"))
     parts.append(f"_{BYTES_NOTE}_")
     return "\n\n".join(parts) + "\n"

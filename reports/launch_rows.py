@@ -150,7 +150,7 @@ class LaunchGroup:
     bwd_kernel_bound: int | None
 
 
-def _opt_sum(values: list[float | None]) -> float | None:
+def opt_sum(values: list[float | None]) -> float | None:
     return None if not values or any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
 
 
@@ -167,8 +167,8 @@ def launch_groups(run: LaunchRun, key: str) -> dict[str | int, LaunchGroup]:
         host_fwd_ms=sum(r.host_fwd_ms for r in rows), host_bwd_ms=sum(r.host_bwd_ms for r in rows),
         fwd_launch_bound=sum(r.fwd_launch_bound for r in rows),
         bwd_launch_bound=sum(r.bwd_launch_bound for r in rows),
-        kernel_fwd_ms=_opt_sum([r.kernel_fwd_ms for r in rows]),
-        kernel_bwd_ms=_opt_sum([r.kernel_bwd_ms for r in rows]),
+        kernel_fwd_ms=opt_sum([r.kernel_fwd_ms for r in rows]),
+        kernel_bwd_ms=opt_sum([r.kernel_bwd_ms for r in rows]),
         fwd_kernel_bound=_opt_count([r.fwd_kernel_bound for r in rows]),
         bwd_kernel_bound=_opt_count([r.bwd_kernel_bound for r in rows]),
     ) for name, rows in groups.items()}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Iterable, Sequence
 
 from tlprof.reports.builder import Report
 from tlprof.reports.text import (
     ROW_TITLES,
+    TextTable,
     cached_lines,
     cost_notes,
     distributed_tables,
@@ -16,6 +17,7 @@ from tlprof.reports.text import (
     frozen_sentence,
     frozen_tables,
     headline,
+    is_num,
     launch_rules,
     launch_table,
     padding_lines,
@@ -25,14 +27,6 @@ from tlprof.reports.text import (
     unit_cells,
     unit_columns,
 )
-
-RIGHT = {"#", "fwd ms", "bwd ms", "t ms", "share", "cum", "frozen fwd", "frozen bwd", "cached fwd",
-         "cached bwd", "saved", "ms", "bytes", "full", "frozen", "classic", "transfer", "ratio",
-         "marginal", "classic h", "transfer h", "k", "A", "B", "buckets", "grad×params", "allreduce",
-         "span", "bwd end", "exposed", "of step", "hidden", "rank", "step ms", "compute ms", "exposed ms",
-         "allreduce ms", "min ms", "max ms", "max/min", "slowest rank", "Δ ms", "B/A", "A fwd", "A bwd",
-         "B fwd", "B bwd", "A t", "B t", "GPU fwd", "host fwd", "GPU bwd", "host bwd", "kernel fwd",
-         "kernel bwd"}
 
 
 class Md(str):
@@ -45,12 +39,25 @@ def md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("*", "\\*")
 
 
-def md_table(header: Sequence[str], rows: Sequence[Sequence[str]],
-             right: Collection[str] = RIGHT) -> str:
-    align = ["---:" if h in right else "---" for h in header]
+BLANK = ("", "-")  # a cell with no figure in it
+
+
+def is_num_column(cells: Sequence[str]) -> bool:
+    """A column of figures: every cell with something in it is a number."""
+    return all(is_num(c) for c in cells if c not in BLANK)
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A pipe table; a column of figures (``is_num_column``) right-aligned."""
+    align = ["---:" if is_num_column([row[i] for row in rows]) else "---" for i in range(len(header))]
     lines = ["| " + " | ".join(md_escape(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def md_tables(tables: Iterable[TextTable]) -> list[str]:
+    """Each table under its title."""
+    return [part for t in tables for part in (f"{t.title}:", md_table(t.header, t.rows))]
 
 
 def units_md(report: Report) -> str:
@@ -62,9 +69,7 @@ def frozen_md(report: Report) -> str:
     f = report.frozen
     if f is None:
         return "Not measured: profile with `--freeze N`."
-    parts = [frozen_sentence(f, strong=lambda x: f"**{x}**")]
-    for t in frozen_tables(f):
-        parts += [f"{t.title}:", md_table(t.header, t.rows)]
+    parts = [frozen_sentence(f, strong=lambda x: f"**{x}**"), *md_tables(frozen_tables(f))]
     return "\n\n".join(parts)
 
 
@@ -85,15 +90,13 @@ def cost_md(report: Report) -> str:
         )
     example = example_table(report)
     if example is not None:
-        parts += [f"{example.title}:", md_table(example.header, example.rows)]
+        parts += md_tables([example])
     return "\n\n".join(parts)
 
 
 def distributed_md(report: Report) -> str:
     d = report.distributed
-    parts = []
-    for t in distributed_tables(d):
-        parts += [f"{t.title}:", md_table(t.header, t.rows)]
+    parts = md_tables(distributed_tables(d))
     parts.append("\n".join(f"- {line}" for line in [*d.verdicts, *padding_lines(d)]))
     return "\n\n".join(parts)
 
@@ -101,10 +104,7 @@ def distributed_md(report: Report) -> str:
 def launch_md(report: Report) -> str:
     """Per run: its launch line and every unit; then the rules."""
     s = report.launch
-    parts = []
-    for r in s.runs:
-        table, _ = launch_table(r)
-        parts += [f"{table.title}:", md_table(table.header, table.rows)]
+    parts = md_tables(launch_table(r)[0] for r in s.runs)
     parts.append("\n".join(f"- {rule}" for rule in launch_rules(s)))
     return "\n\n".join(parts)
 

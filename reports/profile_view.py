@@ -16,7 +16,7 @@ from rich.text import Text
 
 from tlprof.document import Run, RunDocument, UnitRun
 from tlprof.errors import TlprofError
-from tlprof.reports.builder import ReportOptions, build_report, frozen_summary
+from tlprof.reports.builder import Report, ReportOptions, build_report, frozen_summary, overhead_ci
 from tlprof.reports.provenance import settings_text
 from tlprof.reports.rich_view import (
     claims_section,
@@ -26,8 +26,8 @@ from tlprof.reports.rich_view import (
     notes_section,
     warnings_section,
 )
-from tlprof.reports.text import fmt_bytes, fmt_ci, section_titles
-from tlprof.reports.uncertainty import ratio_ci
+from tlprof.reports.text import fmt_bytes, fmt_ratio, section_titles
+from tlprof.reports.uncertainty import Interval, bounds_text
 from tlprof.stats import Stats
 
 # What tlprof profile shows of the report, numbered in this order.
@@ -87,14 +87,14 @@ def _stat(s: Stats) -> str:
     return f"{s.median:.2f} ± {s.iqr:.2f}" + (" *" if s.noisy else "")
 
 
-def _overhead(run: Run) -> str:
-    """instrumented / plain with its 95% CI, e.g. ``1.020 [1.01, 1.03]``."""
-    ci = ratio_ci(*(s.samples for s in run.overhead_samples))
-    bounds = ci.bounds(lambda x: f"{x:.2f}") if ci.finite else ""
+def _overhead(run: Run, ci: Interval | None = None) -> str:
+    """instrumented / plain with its 95% CI (the report's, else its own), e.g. ``1.020 [1.01, 1.03]``."""
+    bounds = bounds_text(overhead_ci(run) if ci is None else ci, lambda x: f"{x:.2f}")
     return f"{run.overhead_ratio:.3f} {bounds}".rstrip()
 
 
-def summary_table(profile: RunDocument) -> Table:
+def summary_table(profile: RunDocument, report: Report | None = None) -> Table:
+    """The runs' steps, phases and memory; ``report``, when built, gives the overhead's CIs."""
     table = Table(title="Step summary (ms: median ± IQR; ratios with their 95% CI)")
     table.add_column("")
     for name in profile.runs:
@@ -105,12 +105,13 @@ def summary_table(profile: RunDocument) -> Table:
         table.add_row(label, *[value(r) for r in runs])
 
     row("step", lambda r: _stat(r.step_ms))
-    row("  units forward", lambda r: f"{sum(u.fwd_ms.median for u in r.units):.2f}")
-    row("  units backward", lambda r: f"{sum(u.bwd_ms.median for u in r.units):.2f}")
+    row("  units forward", lambda r: f"{r.fwd_ms():.2f}")
+    row("  units backward", lambda r: f"{r.bwd_ms():.2f}")
     for key in runs[0].phases_ms:
         row(f"  {key.replace('_', ' ')}", lambda r, k=key: _stat(r.phases_ms[k]))
     row("plain step (no hooks)", lambda r: _stat(r.plain_step_ms))
-    row("instrumented / plain", lambda r: _overhead(r))
+    table.add_row("instrumented / plain", *[_overhead(r, report.overhead[n] if report is not None else None)
+                                            for n, r in profile.runs.items()])
     row("saved activations", lambda r: fmt_bytes(r.memory.saved_bytes_total))
     row("grad + optimizer state", lambda r: fmt_bytes(
         r.units_total("grad_bytes") + r.units_total("optimizer_state_bytes")))
@@ -126,14 +127,15 @@ def _weight_copies(run: Run) -> int:
     return run.units_total("weight_cast_bytes") + sum(run.memory.weight_cast_other_bytes.values())
 
 
-def ratio_line(profile: RunDocument) -> Text | None:
+def ratio_line(profile: RunDocument, report: Report | None = None) -> Text | None:
+    """frozen/full step with its CI: the report's figures when built, else their own."""
     full, frozen = profile.runs.get("full"), profile.runs.get("frozen")
     if not (full and frozen):
         return None
     n_units = len(profile.units)
-    f = frozen_summary(full, frozen, n_units)
+    f = report.frozen if report is not None else frozen_summary(full, frozen, n_units)
     return Text(
-        f"frozen/full step time: {f.step_ratio:.3f}{fmt_ci(f.step_ratio_ci)} (measured) vs "
+        f"frozen/full step time: {f.step_ratio:.3f}{f.step_ratio_ci.after(fmt_ratio)} (measured) vs "
         f"{f.paper_ratio:.3f} = {n_units - f.freeze}/{n_units} (the paper's uniform-layer assumption)",
         style="bold",
     )
@@ -146,12 +148,20 @@ def header(profile: RunDocument) -> Text:
     return text
 
 
-def report_sections(profile: RunDocument) -> list[RenderableType]:
-    """The report builder's cost model at k ≤ 3, the verdicts, notes and warnings."""
+def profile_report(profile: RunDocument) -> Report | TlprofError:
+    """The report builder's view of the profile (its cost model at k ≤ 3), or why there is none."""
     try:
-        report = build_report(profile, ReportOptions(models=3))
+        return build_report(profile, ReportOptions(models=3))
     except TlprofError as exc:
-        return [Text(f"no report: {exc}", style="dim")]
+        return exc
+
+
+def report_sections(profile: RunDocument, built: Report | TlprofError | None = None) -> list[RenderableType]:
+    """The report's cost model at k ≤ 3, the verdicts, notes and warnings (``built``: ``profile_report``'s
+    answer, when the caller has it)."""
+    report = profile_report(profile) if built is None else built
+    if isinstance(report, TlprofError):
+        return [Text(f"no report: {report}", style="dim")]
     titles = section_titles(report, shown=PROFILE_SECTIONS)  # numbered as shown here
     return [launch_section(report, titles), cost_section(report, titles=titles),
             distributed_section(report, titles),
@@ -159,8 +169,10 @@ def report_sections(profile: RunDocument) -> list[RenderableType]:
 
 
 def profile_view(profile: RunDocument) -> RenderableType:
-    parts: list[RenderableType] = [header(profile), unit_table(profile), summary_table(profile)]
-    line = ratio_line(profile)
+    built = profile_report(profile)  # once: its figures feed the summary and the ratio line too
+    report = built if isinstance(built, Report) else None
+    parts: list[RenderableType] = [header(profile), unit_table(profile), summary_table(profile, report)]
+    line = ratio_line(profile, report)
     if line is not None:
         parts.append(line)
-    return Group(*parts, *report_sections(profile))
+    return Group(*parts, *report_sections(profile, built))

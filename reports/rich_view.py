@@ -83,10 +83,15 @@ def frozen_section(report: Report) -> RenderableType:
     return Group(Text(f"{title}\n{frozen_sentence(f)}"), *(_text_table(t) for t in frozen_tables(f)))
 
 
-def _text_table(t: TextTable) -> Table:
-    table = _table(t.title)
+def _text_table(t: TextTable, titled: bool = True, stacked: bool = False) -> Table:
+    """The first column and TEXT_COLUMNS left-justified, the rest right. ``titled=False``: the caller
+    prints the title. ``stacked``, for a wide table of figures: a figure's header a word a line, no cell
+    wrapped, and only TEXT_COLUMNS left-justified."""
+    table = _table(t.title if titled else None)
     for i, col in enumerate(t.header):
-        table.add_column(col, justify="left" if i == 0 or col in TEXT_COLUMNS else "right")
+        left = col in TEXT_COLUMNS or (i == 0 and not stacked)
+        table.add_column(col.replace(" ", "\n") if stacked and not left else col,
+                         justify="left" if left else "right", no_wrap=stacked)
     for row in t.rows:
         table.add_row(*row)
     return table
@@ -112,14 +117,7 @@ def launch_section(report: Report, titles: dict[str, str] | None = None) -> Rend
         t, hidden = launch_table(r, LAUNCH_ROWS)
         parts.append(Text(t.title))  # the run's line, as wide as the terminal
         if t.rows:
-            table = _table(None)
-            for col in t.header:
-                left = col in TEXT_COLUMNS
-                table.add_column(col if left else col.replace(" ", "\n"), justify="left" if left else "right",
-                                 no_wrap=True)
-            for row in t.rows:
-                table.add_row(*row)
-            parts.append(table)
+            parts.append(_text_table(t, titled=False, stacked=True))
         if hidden:
             parts.append(Text(hidden_line(hidden), style="dim"))
     parts.append(Text("\n".join(launch_rules(s)) + "\n", style="dim"))
@@ -132,9 +130,9 @@ def cached_section(report: Report) -> RenderableType:
     return _pairs(section_titles(report)["cached"], cached_lines(report))
 
 
-def cost_section(report: Report, limit: int = 6, titles: dict[str, str] | None = None) -> Group:
+def cost_section(report: Report, titles: dict[str, str] | None = None) -> Group:
     cm = report.cost_model
-    ks = shown_ks(cm.k, limit)
+    ks = shown_ks(cm.k)
     idx = [cm.k.index(k) for k in ks]
     rows: list[list[str]] = []
     for name, row in cm.rows.items():

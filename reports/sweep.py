@@ -1,7 +1,7 @@
 """Savings against freeze depth, from a sweep document (``tlprof.sweep/2``). Never measures.
 
-The sweep keeps every run whole, so each depth's report is rebuilt with the same
-builder as a single profile's; ``tlprof.sweep.run_sweep`` measures it.
+The sweep keeps every run whole, so each depth's figures come from the same builder
+functions as a single profile's report; ``tlprof.sweep.run_sweep`` measures it.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from rich.text import Text
 
 from tlprof.document import Run, Sweep, finite
 from tlprof.errors import TlprofError
-from tlprof.reports.builder import ReportOptions, build_report
+from tlprof.reports.builder import cached_summary, frozen_summary
 from tlprof.reports.html_view import STYLE, html_table
 from tlprof.reports.markdown import md_table
 from tlprof.reports.svg import PALETTE, Series, line_chart
 from tlprof.reports.text import fmt_bytes, fmt_num, fmt_ratio
-from tlprof.reports.uncertainty import MIN_SAMPLES, Interval
+from tlprof.reports.uncertainty import MIN_SAMPLES, Interval, bounds_text
 
 REPORT_SCHEMA = "tlprof.sweep-report/1"
 SWEEP_RUNS = {"frozen": ("frozen",), "cached": ("cached",), "all": ("frozen", "cached")}
@@ -116,20 +116,23 @@ def _ci_fields(ci: Interval | None) -> dict[str, Any]:
 
 
 def build_sweep_report(sweep: Sweep) -> SweepReport:
-    n_units = len(sweep.units)
-    s_full = sweep.full.step_ms.median
-    t_total = sum(u.fwd_ms.median + u.bwd_ms.median for u in sweep.full.units)
+    full, n_units = sweep.full, len(sweep.units)
+    runs = [full, *(run for point in sweep.points for run in point.runs.values())]
+    if not full.units or any(len(run.units) != n_units for run in runs):  # as build_report refuses them
+        raise TlprofError("the sweep document's units do not match its runs")
+    s_full = full.step_ms.median
+    t = [u.t_ms for u in full.units]  # t_i, as the report's
+    t_total = sum(t)
     rows = [SweepRow(0, n_units, 1.0, 1.0, s_full, 1.0, 0.0, 1.0, None, None, None,
-                     _saved(sweep.full), _grad_and_state(sweep.full), 1.0, 1.0,
-                     len(sweep.full.step_ms.samples))]
+                     _saved(full), _grad_and_state(full), 1.0, 1.0, len(full.step_ms.samples))]
     for point in sweep.points:
-        rep = build_report(sweep.document_at(point), ReportOptions(models=1))
-        f, c = rep.frozen, rep.cached
-        frozen = point.runs.get("frozen")
+        frozen, cached = point.runs.get("frozen"), point.runs.get("cached")
+        f = frozen_summary(full, frozen, n_units) if frozen else None
+        c = cached_summary(full, cached, frozen) if cached else None
         rows.append(SweepRow(
             freeze=point.freeze, trainable_units=n_units - point.freeze,
             paper_ratio=(n_units - point.freeze) / n_units,
-            tail_share=sum(rep.t_ms[point.freeze:]) / t_total if t_total else float("nan"),
+            tail_share=sum(t[point.freeze:]) / t_total if t_total else float("nan"),
             step_ms=f.frozen_step_ms if f else None, step_ratio=f.step_ratio if f else None,
             saved_ms=f.saved_ms if f else None, predicted_ratio=f.predicted_ratio if f else None,
             cached_step_ms=c.step_ms if c else None, cached_features_ms=c.features_ms if c else None,
@@ -165,9 +168,7 @@ def _cells(r: SweepRow) -> list[str]:
 
 
 def _ci_cell(r: SweepRow) -> str:
-    if r.freeze == 0 or r.step_ratio_low is None or r.step_ratio_high is None:
-        return "-"
-    return f"[{r.step_ratio_low:.3f}, {r.step_ratio_high:.3f}]"
+    return "-" if r.freeze == 0 else bounds_text(_ci(r), lambda x: f"{x:.3f}", "-")
 
 
 def _title(rep: SweepReport) -> str:
@@ -189,7 +190,7 @@ def sweep_view(rep: SweepReport) -> Group:
 
 
 def sweep_markdown(rep: SweepReport) -> str:
-    table = md_table(FLAT_COLUMNS, [_cells(r) for r in rep.rows], right=FLAT_COLUMNS)
+    table = md_table(FLAT_COLUMNS, [_cells(r) for r in rep.rows])
     return f"# {_title(rep)}\n\n{table}\n\n{LEGEND}\n"
 
 

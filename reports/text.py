@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tlprof.reports.builder import (
     NOT_MEASURED,
@@ -19,7 +20,6 @@ from tlprof.reports.builder import (
 )
 from tlprof.reports.launch_rows import LaunchRun, LaunchSummary
 from tlprof.reports.provenance import settings_text
-from tlprof.reports.uncertainty import Interval
 
 ROW_TITLES = {
     "paper_uniform": "paper, uniform t̄",
@@ -57,8 +57,15 @@ def fmt_bytes(n: float | None) -> str:
     return f"{n:.1f}G"
 
 
+def fmt_opt(x: Any, spec: str) -> str:
+    """``format(x, spec)``, or "-" where the figure is missing (None or NaN)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return format(x, spec)
+
+
 def fmt_ms(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}"
+    return fmt_opt(x, ".2f")
 
 
 def fmt_pct(x: float | None) -> str:
@@ -71,6 +78,12 @@ def fmt_ratio(x: float | None) -> str:
     if x is None or math.isnan(x):
         return "-"
     return "inf" if math.isinf(x) else f"{x:.3f}"
+
+
+def is_num(cell: str) -> bool:
+    """A cell that holds a figure: 0.684, -1.2, +0.5, 12.5%, 1.5K, 2–3 (units), [0.61, 0.68], inf."""
+    body = cell.lstrip("[+-–")
+    return body[:1].isdigit() or (body[:3] == "inf" and not body[3:4].isalpha())
 
 
 def headline(report: Report) -> str:
@@ -184,7 +197,7 @@ def cached_lines(report: Report) -> list[tuple[str, str]]:
     lines = [
         ("F_N: no-grad forward of units 1..N, per batch", f"{fmt_num(c.features_ms)} ms"),
         ("h_N: training step of units N+1..L on cached features", f"{fmt_num(c.step_ms)} ms"),
-        ("h_N / full step", fmt_ratio(c.step_ratio) + fmt_ci(c.step_ratio_ci)),
+        ("h_N / full step", fmt_ratio(c.step_ratio) + c.step_ratio_ci.after(fmt_ratio)),
     ]
     if c.frozen_step_ratio is not None:
         lines.append(("h_N / frozen step", fmt_ratio(c.frozen_step_ratio)))
@@ -200,19 +213,11 @@ class TextTable:
     rows: list[list[str]]
 
 
-def fmt_ci(ci: Interval | None, fmt: Callable[[float], str] = fmt_ratio) -> str:
-    """`` [0.41, 0.44], 95% CI, n = 10/10`` after a figure; the counts alone without a finite CI."""
-    if ci is None:
-        return ""
-    if not ci.finite:
-        return f" (no CI, {ci.counts()})"
-    return f" {ci.bounds(fmt)}, {ci.level:.0%} CI, {ci.counts()}"
-
-
 def frozen_sentence(f: FrozenSummary, strong: Callable[[str], str] = str) -> str:
     return (
         f"Frozen/full step: {fmt_num(f.frozen_step_ms)} / {fmt_num(f.full_step_ms)} ms = "
-        f"{strong(fmt_ratio(f.step_ratio))}{fmt_ci(f.step_ratio_ci)} (paper: {fmt_ratio(f.paper_ratio)}; "
+        f"{strong(fmt_ratio(f.step_ratio))}{f.step_ratio_ci.after(fmt_ratio)} "
+        f"(paper: {fmt_ratio(f.paper_ratio)}; "
         f"forward-all + backward-tail estimate from the full run: {fmt_ratio(f.predicted_ratio)})."
     )
 
@@ -223,8 +228,7 @@ def frozen_tables(f: FrozenSummary) -> list[TextTable]:
                   [[p.name, fmt_num(p.ms), fmt_pct(p.share)] for p in f.breakdown]),
         TextTable(f"Where the saving of {fmt_num(f.saved_ms)} ms per step comes from",
                   ["source", "ms", "share", "bytes"],
-                  [[p.name, fmt_num(p.ms), fmt_pct(p.share),
-                    "-" if p.bytes is None else fmt_bytes(p.bytes)] for p in f.savings]),
+                  [[p.name, fmt_num(p.ms), fmt_pct(p.share), fmt_bytes(p.bytes)] for p in f.savings]),
         TextTable("Memory, full → frozen", ["figure", "full", "frozen", "saved"],
                   [[k, *(fmt_bytes(m[c]) for c in ("full", "frozen", "saved"))]
                    for k, m in f.memory.items()]),
@@ -271,7 +275,8 @@ UNIT_SPREAD_ROWS = 5  # the terminal shows the units whose t differs most betwee
 
 
 def distributed_tables(d: DistributedSummary, unit_rows: int | None = None) -> list[TextTable]:
-    """Communication per run, every rank, the frozen saving's split, and units by rank spread."""
+    """Communication per run, every rank, units by rank spread (widest first; the first ``unit_rows``
+    of them when given), and the frozen saving's split."""
     tables = [TextTable(
         "Gradient all-reduce per step (rank 0, medians, ms; bwd end from the step's start)",
         ["run", "buckets", "bytes", "grad×params", "allreduce", "span", "bwd end", "exposed",
@@ -285,21 +290,19 @@ def distributed_tables(d: DistributedSummary, unit_rows: int | None = None) -> l
             f"{fmt_num(s.step_spread)}, compute max/min {fmt_num(s.compute_spread)})",
             ["rank", "host", "step ms", "compute ms", "exposed ms", "allreduce ms", "bytes"],
             [[str(r.rank), r.host, fmt_num(r.step_ms), fmt_num(r.compute_ms), fmt_num(r.exposed_ms),
-              fmt_num(r.allreduce_ms), "-" if r.bytes_per_step is None else f"{r.bytes_per_step:,}"]
+              fmt_num(r.allreduce_ms), fmt_opt(r.bytes_per_step, ",")]
              for r in s.ranks]))
         units = sorted(s.units, key=lambda u: u.max_ms - u.min_ms, reverse=True)[:unit_rows]
         tables.append(TextTable(
-            f"{s.run} run: t per unit across ranks" + (" (widest first)" if unit_rows else ""),
+            f"{s.run} run: t per unit across ranks (widest first)",
             ["#", "unit", "min ms", "max ms", "max/min", "slowest rank"],
             [[str(u.index), u.name, fmt_num(u.min_ms), fmt_num(u.max_ms), fmt_ratio(u.spread),
               str(u.slowest_rank)] for u in units]))
     if d.saving:
-        saved = sum(p.ms for p in d.saving)
         tables.append(TextTable(
-            f"Where the frozen saving of {fmt_num(saved)} ms per step comes from, data-parallel",
+            f"Where the frozen saving of {fmt_num(d.saved_ms)} ms per step comes from, data-parallel",
             ["source", "ms", "share", "bytes"],
-            [[p.name, fmt_num(p.ms), fmt_pct(p.share), "-" if p.bytes is None else fmt_bytes(p.bytes)]
-             for p in d.saving]))
+            [[p.name, fmt_num(p.ms), fmt_pct(p.share), fmt_bytes(p.bytes)] for p in d.saving]))
     return tables
 
 
@@ -340,10 +343,6 @@ def launch_rules(s: LaunchSummary) -> list[str]:
     return rules
 
 
-def _ms(x: float | None) -> str:
-    return "-" if x is None or math.isnan(x) else f"{x:.2f}"
-
-
 def _passes(flags: list[str]) -> str:
     return " ".join(flags) or "-"
 
@@ -358,10 +357,10 @@ def launch_table(r: LaunchRun, limit: int | None = None) -> tuple[TextTable, int
     rows = r.rows if limit is None or len(r.rows) <= limit else r.flagged
     cells = []
     for u in rows:
-        row = [str(u.index), u.name, *(_ms(x) for x in (u.gpu_fwd_ms, u.host_fwd_ms, u.gpu_bwd_ms,
-                                                         u.host_bwd_ms))]
+        row = [str(u.index), u.name, *(fmt_ms(x) for x in (u.gpu_fwd_ms, u.host_fwd_ms, u.gpu_bwd_ms,
+                                                             u.host_bwd_ms))]
         if r.kernels:
-            row += [_ms(u.kernel_fwd_ms), _ms(u.kernel_bwd_ms)]
+            row += [fmt_ms(u.kernel_fwd_ms), fmt_ms(u.kernel_bwd_ms)]
         row.append(_passes(u.passes("host")))
         if r.kernels:
             row.append(_passes(u.passes("kernels")))

@@ -64,11 +64,23 @@ class Interval:
     def bounds(self, fmt: Callable[[float], str]) -> str:
         return f"[{fmt(self.low)}, {fmt(self.high)}]"
 
+    def phrase(self) -> str:
+        """``95% CI, n = 10/10``, or ``no CI, n = 3/3`` when the interval is not finite: every view's
+        wording of an interval."""
+        return f"{self.level:.0%} CI, {self.counts()}" if self.finite else f"no CI, {self.counts()}"
+
+    def after(self, fmt: Callable[[float], str]) -> str:
+        """What follows a figure: `` [0.62, 0.66], 95% CI, n = 10/10``, or `` (no CI, n = 3/3)``."""
+        return f" {self.bounds(fmt)}, {self.phrase()}" if self.finite else f" ({self.phrase()})"
+
     def text(self, fmt: Callable[[float], str] = lambda x: f"{x:.3g}") -> str:
         """``0.643 [0.62, 0.66], 95% CI, n = 10/10``."""
-        if not self.finite:
-            return f"{fmt(self.value)} (no CI: {self.counts()})"
-        return f"{fmt(self.value)} {self.bounds(fmt)}, {self.level:.0%} CI, {self.counts()}"
+        return fmt(self.value) + self.after(fmt)
+
+
+def bounds_text(ci: Interval | None, fmt: Callable[[float], str], missing: str = "") -> str:
+    """``[0.62, 0.66]``, or ``missing`` where there is no finite interval."""
+    return ci.bounds(fmt) if ci is not None and ci.finite else missing
 
 
 NAN_INTERVAL = Interval(math.nan, math.nan, math.nan, 0, 0)

@@ -1,4 +1,5 @@
-"""A hand-written run document (``tlprof.run/1``) whose report figures are known exactly.
+"""A hand-written run document (``tlprof.run/1``) whose report figures are known exactly, and the
+helpers the report tests share (``plain``, ``run_python``, the ``TINY`` profile's flags).
 
 Six units, N = 4 frozen, five measured steps (``STEPS``: enough for a verdict, reports/uncertainty.py);
 each unit's samples are the same every step. Full run: f = [1,1,1,2,2,3], b = [0,1,2,2,3,6], so
@@ -11,7 +12,33 @@ tests/test_reports_builder.py.
 from __future__ import annotations
 
 import copy
+import io
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+
+ROOT = Path(__file__).parent.parent
+MODELS = Path(__file__).parent / "report_models.py"
+TINY = ["--model", f"{MODELS}:staged", "--input-shape", "3,8,8", "--device", "cpu",  # a tiny profile's flags
+        "--batch-size", "2", "--steps", "1", "--warmup", "0"]
+
+
+def plain(renderable, width: int = 100) -> str:
+    """A rich renderable as the plain text a terminal this wide shows."""
+    console = Console(width=width, color_system=None, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+def run_python(code: str) -> str:
+    """``code`` in a fresh interpreter (what it imports is its own); its stdout, once it exits 0."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
 
 UNITS = [  # name, stage, block
     ("stem.0", "stem", "stem"),

@@ -7,13 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from report_docs import hand_document
+from report_docs import TINY, hand_document, run_python
 
 from tlprof.cli import main
 
-MODELS = Path(__file__).parent / "report_models.py"
-TINY = ["--model", f"{MODELS}:staged", "--input-shape", "3,8,8", "--device", "cpu",
-        "--batch-size", "2", "--steps", "1", "--warmup", "0"]
 LONG_NAME = "encoder.layers.11.self_attention.in_projection_with_a_long_name"
 
 
@@ -139,9 +136,6 @@ def test_kineto_lines_only_with_tlprof_debug(capfd, monkeypatch):
 
 def test_help_and_the_parser_load_neither_torch_nor_numpy():
     """``tlprof --help`` stays well under half a second: it never imports torch or numpy."""
-    import subprocess
-    import sys
-
     code = """
 import sys
 from tlprof.cli import build_parser, main
@@ -153,6 +147,4 @@ for argv in (["--help"], ["profile", "--help"], ["kernels", "--help"], ["ceiling
         pass
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "numpy", "torchvision")))
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert run_python(code).strip().splitlines()[-1] == "[]"

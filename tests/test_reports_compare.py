@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
-from report_docs import hand_document
-from rich.console import Console
+from report_docs import hand_document, plain
 
 from tlprof.document import RunDocument
 from tlprof.reports.compare import (
@@ -66,8 +66,23 @@ def test_every_format_carries_the_ci_and_the_mark():
     assert float(first["delta_low_ms"]) < 0 < float(first["delta_high_ms"])
     md = compare_markdown(c)
     assert "| figure | A | B | Δ ms | B/A | 95% CI of Δ | IQR A / B | noise |" in md
-    assert f"| 2 / 2 | {WITHIN_NOISE} |" in md
-    console = Console(width=160, color_system=None, record=True, file=io.StringIO())
-    console.print(compare_view(c))
-    text = console.export_text()
-    assert "95% CI of Δ" in text and WITHIN_NOISE in text and "IQR A / B" in text
+    assert f"| step | 28 | 28.5 | +0.5 | 1.018 | [-2, +3] | 2 / 2 | {WITHIN_NOISE} |" in md
+    # the terminal's step row (the full run's, the first): its CI, both IQRs and the mark
+    step_row = r"^ step +28 +{} +{} +[\d.]+ +{} +2 / 2 *{} *$"
+    text = plain(compare_view(c), width=160)
+    assert re.search(step_row.format(r"28\.5", r"\+0\.5", r"\[-2, \+3\]", WITHIN_NOISE), text, re.M)
+    text = plain(compare_view(pair(10.0)), width=160)  # clear of the noise: no mark
+    assert re.search(step_row.format("38", r"\+10", r"\[\+7\.5, \+12\.5\]", ""), text, re.M)
+
+
+def test_markdown_right_aligns_only_columns_of_figures():
+    a, b = hand_document(cached=False), hand_document(cached=False)
+    b["meta"]["optimizer"] = "adam"
+    md = compare_markdown(compare(RunDocument.from_dict(a), RunDocument.from_dict(b)))
+    lines = md.splitlines()
+    # the settings are text (model handmade, optimizer sgd...): every column left-aligned
+    assert lines[lines.index("| setting | A | B |  |") + 1] == "| --- | --- | --- | --- |"
+    assert "| optimizer | sgd | adam | differs |" in md
+    # the summary: figures right-aligned; the figure's name and the noise mark left
+    header = "| figure | A | B | Δ ms | B/A | 95% CI of Δ | IQR A / B | noise |"
+    assert lines[lines.index(header) + 1] == "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"

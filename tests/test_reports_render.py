@@ -10,8 +10,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from report_docs import UNITS, hand_document
-from rich.console import Console, Group
+from report_docs import UNITS, hand_document, plain
+from rich.console import Group
 
 from tlprof.document import RunDocument
 from tlprof.reports.builder import ReportOptions, build_report
@@ -25,12 +25,6 @@ GOLDEN = Path(__file__).parent / "golden" / "report_rich.txt"
 
 def build(**options):
     return build_report(RunDocument.from_dict(hand_document()), ReportOptions(**{"models": 3, **options}))
-
-
-def plain(renderable, width: int = 100) -> str:
-    console = Console(width=width, color_system=None, record=True, file=io.StringIO())
-    console.print(renderable)
-    return console.export_text()
 
 
 def test_rich_report_matches_golden_text():
@@ -216,3 +210,21 @@ def test_sections_are_numbered_in_the_order_each_view_shows_them():
     shown = section_titles(report, shown=PROFILE_SECTIONS)
     assert [shown[k][:2] for k in ("cost", "distributed", "claims")] == ["1.", "2.", "3."]
     assert not shown["units"][0].isdigit()
+
+
+def test_units_across_ranks_are_listed_widest_first_and_say_so():
+    from tlprof.reports.builder import DistributedSummary, Part, RankSummary, UnitSpread
+    from tlprof.reports.text import distributed_tables
+
+    units = [UnitSpread(1, "a", 1.0, 1.1, 1.1, 1), UnitSpread(2, "b", 1.0, 3.0, 3.0, 0),
+             UnitSpread(3, "c", 2.0, 2.5, 1.25, 1)]  # max − min: 0.1, 2, 0.5
+    d = DistributedSummary(2, "gloo", [], [RankSummary("full", [], 1, 1.0, 1.0, units, False, "")],
+                           [Part("compute", 6.0, 0.6), Part("exposed communication", 4.0, 0.4, 512)], [],
+                           saved_ms=10.0)
+    for limit in (None, 2):  # every unit (Markdown, HTML) or the widest (the terminal): the same order
+        spread = next(t for t in distributed_tables(d, limit) if "across ranks" in t.title)
+        assert spread.title == "full run: t per unit across ranks (widest first)"
+        assert [row[1] for row in spread.rows] == ["b", "c", "a"][:limit]
+    saving = distributed_tables(d)[-1]
+    assert saving.title.startswith("Where the frozen saving of 10 ms per step comes from")
+    assert saving.rows[1] == ["exposed communication", "4", "40.0%", "512B"]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import csv
+import io
 
+import pytest
 from report_docs import hand_document
 
 from tlprof.document import RunDocument, Sweep, SweepPoint
@@ -35,9 +38,12 @@ def test_each_depth_has_its_ci_and_neighbours_inside_the_noise_are_marked():
 
 def test_formats_show_the_ci_and_the_mark():
     rep = build_sweep_report(hand_sweep({4: [18.0] * 5, 5: [17.8] * 5}))
-    md = sweep_markdown(rep)
-    row = rep.rows[2]
-    assert "95% CI" in md and f"| [{row.step_ratio_low:.3f}, {row.step_ratio_high:.3f}] | ~ |" in md
-    header = sweep_csv(rep).splitlines()[0].split(",")
-    assert {"step_ratio_low", "step_ratio_high", "steps", "noise"} <= set(header)
+    # depth 5: paper 1/6; Σt tail 9/24; frozen/full 17.8/28, its CI 17.8 over the full run's bootstrap
+    # medians 29.5..26.5; est. (Σf 10 + b_6 6 + phases 4) / 28; inside the noise of depth 4's 18/28
+    assert ("| 5 | 1 | 0.167 | 0.375 | 17.8 | 0.636 | [0.603, 0.672] | ~ | 0.714 | - | - | 200B | 200B |"
+            in sweep_markdown(rep))
+    depth5 = next(r for r in csv.DictReader(io.StringIO(sweep_csv(rep))) if r["freeze"] == "5")
+    assert float(depth5["step_ratio_low"]) == pytest.approx(17.8 / 29.5)
+    assert float(depth5["step_ratio_high"]) == pytest.approx(17.8 / 26.5)
+    assert (depth5["steps"], depth5["noise"]) == ("5", NOISE_MARK)
     assert rep.to_dict()["rows"][2]["noise"] == NOISE_MARK
