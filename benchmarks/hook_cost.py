@@ -1,9 +1,11 @@
 """Host costs of the hooks (docs/design.md §3), on the CPU, one thread, in one process.
 
 1. One mark: a 50-unit chain of tiny Linear layers, instrumented vs plain (profile_model).
-2. On 40 × (Linear(256, 256), ReLU) at batch 64, the training step alone and with the unit hooks
-   registered but switched off (``active`` False: each returns at once), interleaved step by step,
-   medians; and, hot, the time to register and remove the hooks vs to attach and detach them. The
+2. On ``overhead.py --model mlp``'s model and step (40 × (Linear(256, 256), ReLU), batch 64), the
+   step alone and with a registered hook per unit that returns at once (what hooks left registered
+   but switched off would cost a plain step: PyTorch's slow dispatch path), interleaved step by
+   step, medians; and, hot, the time to register and remove tlprof's hooks vs to attach and detach
+   them (``Instrumenter._attach``/``_detach``, what a tlprof step does instead). The
    model and its step are those ``overhead.py --model mlp`` times (``_setup.prepare``, the run
    context's ``train_step``: tlprof's synthetic batch, loss and SGD step).
 
@@ -53,19 +55,22 @@ def switching(steps: int) -> None:
     inst = Instrumenter(ctx.model, ctx.units, clock_for(ctx.work.device))
     step = ctx.train_step
 
+    def returns_at_once(*_: object) -> None:
+        pass
+
     bare, idle = [], []
-    inst.install()
     for _ in range(2):
         step()
     for _ in range(steps):  # interleaved: the same machine state for both
         bare.append(_us(step, 1))
-        inst._attach()  # on the modules, switched off: each hook returns at once
-        idle.append(_us(step, 1))
-        inst._detach()
+        handles = [u.module.register_forward_pre_hook(returns_at_once) for u in ctx.units]
+        handles.append(ctx.model.register_forward_hook(returns_at_once))
+        idle.append(_us(step, 1))  # what registered but switched-off hooks cost a plain step
+        for h in handles:
+            h.remove()
     b, i = statistics.median(bare) / 1e3, statistics.median(idle) / 1e3
-    print(f"step {b:.3f} ms; with switched-off hooks on the modules {i:.3f} ms "
+    print(f"step {b:.3f} ms; with a registered hook per unit that returns at once {i:.3f} ms "
           f"(+{i - b:.3f} ms, {i / b:.3f}x)")
-    inst.remove()
 
     def register_remove() -> None:
         inst.install()
