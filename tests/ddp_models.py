@@ -16,7 +16,7 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-class Spin(nn.Module):
+class Spin(nn.Module):  # standalone: this file is loaded by path on every rank
     """Busy-waits in its forward (a sleep would let the CPU go idle and hide nothing)."""
 
     def __init__(self, seconds: float) -> None:

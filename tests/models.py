@@ -11,6 +11,13 @@ DELAY_S = 0.03
 DELAY_MS = DELAY_S * 1000
 
 
+def spin(seconds: float) -> None:
+    """Busy-waits: a planted delay that keeps the CPU busy (after a sleep the CPU is cold)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 class SleepForward(nn.Module):
     """Sleeps in its forward; owned by whichever unit ran just before it."""
 

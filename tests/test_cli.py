@@ -4,35 +4,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import MODELS, SMALL, one_error_line
 
 from tlprof.cli import main
 
-MODELS = str(Path(__file__).parent / "models.py")
-SMALL = ["--input-shape", "8", "--batch-size", "2", "--steps", "2", "--warmup", "1", "--device", "cpu"]
-
-
-def _error_line(capsys, argv: list[str]) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.strip().splitlines() if not line.startswith("tlprof: using ")]
-    assert len(lines) == 1, err  # besides the note on defaults taken
-    assert lines[0].startswith("tlprof: error: ")
-    return lines[0]
-
 
 def test_unknown_arch_lists_close_matches(capsys):
-    line = _error_line(capsys, ["profile", "--arch", "resnet05"])
+    line = one_error_line(capsys, ["profile", "--arch", "resnet05"])
     assert "unknown arch 'resnet05'" in line and "resnet50" in line
 
 
 def test_freeze_out_of_range_says_how_many_units(capsys):
-    line = _error_line(capsys, ["profile", "--model", f"{MODELS}:mlp", *SMALL, "--freeze", "3"])
+    line = one_error_line(capsys, ["profile", "--model", f"{MODELS}:mlp", *SMALL, "--freeze", "3"])
     assert "3 units" in line and "between 0 and 2" in line
 
 
@@ -44,35 +30,35 @@ def test_freeze_out_of_range_says_how_many_units(capsys):
     (f"{MODELS}:not_a_module", "not an nn.Module"),
 ])
 def test_bad_model_spec(capsys, spec, says):
-    assert says in _error_line(capsys, ["profile", "--model", spec, *SMALL])
+    assert says in one_error_line(capsys, ["profile", "--model", spec, *SMALL])
 
 
 def test_failing_factory_shows_its_error(capsys):
-    line = _error_line(capsys, ["profile", "--model", f"{MODELS}:failing_factory", *SMALL])
+    line = one_error_line(capsys, ["profile", "--model", f"{MODELS}:failing_factory", *SMALL])
     assert "the factory failed: ValueError: factory refuses" in line
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda(capsys):
-    line = _error_line(capsys, ["profile", "--arch", "resnet18", "--device", "cuda"])
+    line = one_error_line(capsys, ["profile", "--arch", "resnet18", "--device", "cuda"])
     assert "CUDA is not available" in line and "--device cpu" in line
 
 
 def test_input_shape_the_model_rejects_shows_the_models_error(capsys):
     argv = ["profile", "--model", f"{MODELS}:mlp", *SMALL[2:], "--input-shape", "7"]
-    line = _error_line(capsys, argv)
+    line = one_error_line(capsys, argv)
     assert "rejects input shape (7,)" in line and "shapes cannot be multiplied" in line
 
 
 def test_batch_size_zero(capsys):
-    line = _error_line(capsys, ["profile", "--model", f"{MODELS}:mlp", *SMALL, "--batch-size", "0"])
+    line = one_error_line(capsys, ["profile", "--model", f"{MODELS}:mlp", *SMALL, "--batch-size", "0"])
     assert "--batch-size must be at least 1" in line
 
 
 def test_out_of_memory_names_the_batch_size(capsys):
     argv = ["profile", "--model", f"{MODELS}:convnet", "--input-shape", "3,6,6",
             "--device", "cpu", "--batch-size", str(10**13)]
-    line = _error_line(capsys, argv)
+    line = one_error_line(capsys, argv)
     assert f"out of memory at batch size {10**13}" in line
     assert f"--batch-size {10**13 // 2}" in line
 
@@ -128,7 +114,7 @@ def test_a_model_failing_mid_run_is_one_line(capsys):
 
 
 def test_json_path_is_checked_before_measuring(capsys, tmp_path):
-    line = _error_line(capsys, ["profile", "--model", f"{MODELS}:mlp", *SMALL,
+    line = one_error_line(capsys, ["profile", "--model", f"{MODELS}:mlp", *SMALL,
                                 "--json", str(tmp_path / "missing" / "run.json")])
     assert "does not exist" in line
 
@@ -136,7 +122,7 @@ def test_json_path_is_checked_before_measuring(capsys, tmp_path):
 def test_batch_of_one_with_batchnorm_is_one_line(capsys):
     argv = ["profile", "--arch", "resnet18", "--image-size", "32", "--batch-size", "1",
             "--steps", "1", "--warmup", "0", "--device", "cpu"]
-    assert "too small for BatchNorm" in _error_line(capsys, argv)
+    assert "too small for BatchNorm" in one_error_line(capsys, argv)
 
 
 def test_option_choices_and_defaults_are_the_configs():

@@ -7,28 +7,16 @@ import os
 from pathlib import Path
 
 import pytest
+from cli_helpers import MODELS, SMALL, one_error_line
 from report_docs import hand_document
 
 from tlprof import RunDocument, RunDocumentError
-from tlprof.cli import main
-
-MODELS = str(Path(__file__).parent / "models.py")
-SMALL = ["--input-shape", "8", "--batch-size", "2", "--steps", "2", "--warmup", "1", "--device", "cpu"]
-
-
-def _one_error_line(capsys, argv: list[str]) -> str:
-    assert main([str(a) for a in argv]) == 2
-    out, err = capsys.readouterr()
-    lines = [line for line in err.strip().splitlines() if not line.startswith("tlprof: using ")]
-    assert len(lines) == 1 and lines[0].startswith("tlprof: error: "), err
-    assert "Traceback" not in err and out == ""
-    return lines[0]
 
 
 @pytest.mark.parametrize("option", ["--json", "--trace"])
 def test_a_folder_as_output_is_refused_before_measuring(option, capsys, tmp_path, monkeypatch):
     monkeypatch.setattr("tlprof.engine.profile_model", _never_measures)
-    line = _one_error_line(capsys, ["profile", "--model", f"{MODELS}:mlp", *SMALL, option, tmp_path])
+    line = one_error_line(capsys, ["profile", "--model", f"{MODELS}:mlp", *SMALL, option, tmp_path])
     assert f"{option} {tmp_path}: is a folder" in line
 
 
@@ -41,12 +29,12 @@ def test_an_unwritable_existing_file_is_refused_before_measuring(capsys, tmp_pat
     monkeypatch.setattr("tlprof.cli_args.os.access",
                         lambda p, mode: False if Path(p) == target else real_access(p, mode))
     monkeypatch.setattr("tlprof.engine.profile_model", _never_measures)
-    line = _one_error_line(capsys, ["profile", "--model", f"{MODELS}:mlp", *SMALL, "--json", target])
+    line = one_error_line(capsys, ["profile", "--model", f"{MODELS}:mlp", *SMALL, "--json", target])
     assert "exists and is not writable" in line
 
 
 def test_ceilings_json_folder_is_refused_before_measuring(capsys, tmp_path):
-    assert "is a folder" in _one_error_line(capsys, ["ceilings", "--device", "cpu", "--json", tmp_path])
+    assert "is a folder" in one_error_line(capsys, ["ceilings", "--device", "cpu", "--json", tmp_path])
 
 
 def _never_measures(*_args, **_kwargs):
@@ -81,9 +69,9 @@ def test_a_run_with_impossible_samples_is_refused_in_one_line(case, capsys, tmp_
     path.write_text(json.dumps(_with(edit)))  # 1e999 is written as Infinity
     with pytest.raises(RunDocumentError, match=says.replace("[", r"\[").replace("]", r"\]")):
         RunDocument.load(path)
-    line = _one_error_line(capsys, ["report", path])
+    line = one_error_line(capsys, ["report", path])
     assert says in line and str(path) in line
-    assert says in _one_error_line(capsys, ["kernels", path])
+    assert says in one_error_line(capsys, ["kernels", path])
 
 
 def test_a_plain_step_that_was_not_measured_still_loads(tmp_path):

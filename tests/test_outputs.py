@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from models import (
     aux_head,
     features_and_logits,
     gpt_with_inputs_and_loss,
+    spin,
     two_branches,
     two_heads,
     two_inputs,
@@ -162,23 +162,17 @@ def test_discovery_runs_in_training_mode_so_an_auxiliary_head_with_batchnorm_is_
 SPIN_MS = 6.0
 
 
-def _spin(ms: float) -> None:
-    end = time.perf_counter() + ms / 1000
-    while time.perf_counter() < end:
-        pass
-
-
 class _SlowBoth(torch.autograd.Function):
     """An op whose forward and backward each spin SPIN_MS."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        _spin(SPIN_MS)
+        spin(SPIN_MS / 1000)
         return x.clone()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        _spin(SPIN_MS)
+        spin(SPIN_MS / 1000)
         return grad
 
 
