@@ -52,7 +52,6 @@ def test_profile_off_a_terminal_prints_a_line_per_run_and_notes_on_stderr(tmp_pa
 
 
 def test_profile_sections_are_numbered_in_order(capsys):
-    assert main(["profile", *TINY, "--freeze", "2", "--quiet"]) == 0
     assert main(["profile", *TINY, "--freeze", "2"]) == 0
     out = capsys.readouterr().out
     assert "3. Cost model" not in out and "4. The paper's claims" not in out
